@@ -1,0 +1,161 @@
+"""The state of runs, rebuilt from journal records.
+
+Reading is done in two passes so that memory and time grow with the run being resumed, not with
+the journal's history: :func:`load_index` parses only the small run, attempt and end records
+(start and result lines are recognised by their prefix and skipped unparsed), then
+:func:`load_run` parses only the lines that mention the chosen run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_resumable.journal import (
+    BAD_OUTCOMES,
+    RESULT_PREFIX,
+    START_PREFIX,
+    AttemptRecord,
+    EndRecord,
+    ReadStats,
+    ResultRecord,
+    RunRecord,
+    StartRecord,
+    iter_records,
+)
+
+
+@dataclass
+class AttemptSummary:
+    number: int
+    time: float
+    end: EndRecord | None = None
+
+    @property
+    def died(self) -> bool:
+        """No end record: the process was killed (or is still running)."""
+        return self.end is None
+
+
+@dataclass
+class RunSummary:
+    record: RunRecord
+    attempts: dict[int, AttemptSummary] = field(default_factory=dict)
+    last_time: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.record.run
+
+    @property
+    def last_attempt(self) -> AttemptSummary | None:
+        return self.attempts[max(self.attempts)] if self.attempts else None
+
+    @property
+    def complete(self) -> bool:
+        last = self.last_attempt
+        return bool(last and last.end and last.end.complete)
+
+    def matches(self, resume_id: str | None, shard: str | None) -> bool:
+        return self.record.resume_id == resume_id and self.record.shard == shard
+
+
+@dataclass
+class JournalIndex:
+    """Every run in a journal, without its per-test records."""
+
+    runs: dict[str, RunSummary]
+    stats: ReadStats
+    size: int
+
+    def find_resumable(self, resume_id: str | None, shard: str | None) -> RunSummary | None:
+        """The newest run with this identity that is not complete."""
+        for summary in reversed(self.runs.values()):
+            if summary.matches(resume_id, shard):
+                return None if summary.complete else summary
+        return None
+
+
+def _is_test_line(raw: bytes) -> bool:
+    return (raw.startswith(RESULT_PREFIX) or raw.startswith(START_PREFIX)) and raw.endswith(b"}\n")
+
+
+def load_index(path: Path) -> JournalIndex:
+    stats = ReadStats()
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        size = 0
+    except OSError:
+        size = 0
+    runs: dict[str, RunSummary] = {}
+    for record in iter_records(path, stats, skip=_is_test_line, limit=size):
+        if isinstance(record, RunRecord):
+            runs.setdefault(record.run, RunSummary(record, last_time=record.time))
+        elif isinstance(record, AttemptRecord):
+            summary = runs.get(record.run)
+            if summary is not None:
+                summary.attempts[record.attempt] = AttemptSummary(record.attempt, record.time)
+                summary.last_time = max(summary.last_time, record.time)
+        elif isinstance(record, EndRecord):
+            summary = runs.get(record.run)
+            if summary is not None and record.attempt in summary.attempts:
+                summary.attempts[record.attempt].end = record
+                summary.last_time = max(summary.last_time, record.time)
+    return JournalIndex(runs, stats, size)
+
+
+@dataclass
+class RunState:
+    """One run's per-test state: the latest result of each test and what was in flight."""
+
+    summary: RunSummary
+    results: dict[str, ResultRecord] = field(default_factory=dict)
+    #: per attempt, the tests that started in it and have no result from it
+    unfinished: dict[int, set[str]] = field(default_factory=dict)
+    stats: ReadStats = field(default_factory=ReadStats)
+
+    def in_flight(self, attempt: int) -> set[str]:
+        return self.unfinished.get(attempt, set())
+
+    def crashed_candidates(self, next_attempt: int) -> list[str]:
+        """Tests in flight when the two attempts before ``next_attempt`` both died.
+
+        Such a test most likely kills the process itself; it is recorded ``crashed`` rather
+        than run a third time, so that resuming cannot loop forever (SPEC §4.3).
+        """
+        prev = self.summary.attempts.get(next_attempt - 1)
+        before = self.summary.attempts.get(next_attempt - 2)
+        if prev is None or before is None or not prev.died or not before.died:
+            return []
+        both = self.in_flight(prev.number) & self.in_flight(before.number)
+        return sorted(t for t in both if t not in self.results)
+
+    def counts(self, tests: set[str] | None = None) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for test, result in self.results.items():
+            if tests is None or test in tests:
+                out[result.outcome] = out.get(result.outcome, 0) + 1
+        return out
+
+    def bad(self) -> list[ResultRecord]:
+        return [r for r in self.results.values() if r.outcome in BAD_OUTCOMES]
+
+
+def load_run(path: Path, summary: RunSummary, limit: int | None = None) -> RunState:
+    state = RunState(summary)
+    needle = b'"' + summary.id.encode() + b'"'
+    run_id = summary.id
+    unfinished = state.unfinished
+    results = state.results
+    for record in iter_records(path, state.stats, skip=lambda raw: needle not in raw, limit=limit):
+        if isinstance(record, ResultRecord):
+            if record.run == run_id:
+                results[record.test] = record
+                pending = unfinished.get(record.attempt)
+                if pending is not None:
+                    pending.discard(record.test)
+        elif isinstance(record, StartRecord) and record.run == run_id:
+            unfinished.setdefault(record.attempt, set()).add(record.test)
+    return state

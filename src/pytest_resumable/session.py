@@ -1,0 +1,584 @@
+"""The plugin object of one pytest session, on the single process or the xdist controller.
+
+It alone writes the journal. At session start it reads the journal once, picks the run to
+continue (or starts one), and decides which results are carried. Tests with a carried result
+stay collected, so the selection (and xdist's collection on every worker) is the whole run, but
+they are not run: after the tests of this attempt ran, their results are replayed through
+``pytest_runtest_logreport`` so the terminal, ``--junitxml`` and the exit status describe the
+whole run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from pytest_resumable.journal import (
+    BAD_OUTCOMES,
+    AttemptRecord,
+    EndRecord,
+    JournalError,
+    JournalWriter,
+    Outcome,
+    ResultRecord,
+    RunRecord,
+    StartRecord,
+)
+from pytest_resumable.plugin import Settings
+from pytest_resumable.runstate import RunState, load_index, load_run
+
+#: Set on the reports this plugin replays for carried results.
+CARRIED_ATTR = "resumable_carried"
+
+_ORDER = ("passed", "failed", "error", "crashed", "skipped", "xfailed", "xpassed")
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    parts = [f"{counts[o]} {o}" for o in _ORDER if counts.get(o)]
+    return ", ".join(parts) if parts else "none"
+
+
+@dataclass
+class _Pending:
+    """The phase reports of one test seen so far."""
+
+    setup: pytest.TestReport | None = None
+    call: pytest.TestReport | None = None
+
+
+def _crash_message(report: pytest.TestReport) -> str | None:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    if isinstance(message, str):
+        return message
+    text = report.longreprtext
+    return text.strip().splitlines()[-1] if text.strip() else None
+
+
+def result_from_reports(
+    run: str, attempt: int, nodeid: str, pending: _Pending, teardown: pytest.TestReport,
+    file_hash: str | None,
+) -> ResultRecord:
+    """The one result of a test, from its setup, call and teardown reports."""
+    reports = [r for r in (pending.setup, pending.call, teardown) if r is not None]
+    duration = sum(r.duration for r in reports)
+    outcome: Outcome = "passed"
+    deciding = teardown
+    setup, call = pending.setup, pending.call
+    if setup is not None and setup.failed:
+        outcome, deciding = "error", setup
+    elif setup is not None and setup.skipped:
+        outcome = "xfailed" if hasattr(setup, "wasxfail") else "skipped"
+        deciding = setup
+    elif call is not None:
+        deciding = call
+        if call.failed:
+            outcome = "failed"
+        elif call.skipped:
+            outcome = "xfailed" if hasattr(call, "wasxfail") else "skipped"
+        else:
+            outcome = "xpassed" if hasattr(call, "wasxfail") else "passed"
+    if teardown.failed and outcome not in ("failed", "error"):
+        outcome, deciding = "error", teardown
+
+    message: str | None = None
+    longrepr: str | None = None
+    if outcome in ("failed", "error"):
+        message = _crash_message(deciding)
+        longrepr = deciding.longreprtext
+    elif outcome in ("xfailed", "xpassed"):
+        message = str(getattr(deciding, "wasxfail", "")) or None
+    elif outcome == "skipped" and isinstance(deciding.longrepr, tuple):
+        message = str(deciding.longrepr[2])
+    return ResultRecord(
+        run=run, attempt=attempt, test=nodeid, outcome=outcome, duration=duration,
+        when=deciding.when if outcome != "passed" else None,
+        line=deciding.location[1] if deciding.location else None,
+        file_hash=file_hash, message=message, longrepr=longrepr,
+    )
+
+
+class _CarriedCrash:
+    def __init__(self, message: str, path: str, lineno: int) -> None:
+        self.message = message
+        self.path = path
+        self.lineno = lineno
+
+
+class CarriedLongrepr:
+    """The stored failure text of a carried result, shown as pytest shows a failure."""
+
+    def __init__(self, text: str, message: str, path: str, lineno: int) -> None:
+        self.text = text
+        self.reprcrash = _CarriedCrash(message, path, lineno)
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def carried_reports(result: ResultRecord) -> list[pytest.TestReport]:
+    """setup, call and teardown reports that replay a carried result as pytest made it."""
+    path = result.test.split("::", 1)[0]
+    domain = result.test.split("::", 1)[1].replace("::", ".") if "::" in result.test else path
+    location = (path, result.line, domain)
+    lineno = (result.line or 0) + 1
+    failure: Any = None
+    if result.outcome in BAD_OUTCOMES:
+        text = result.longrepr or result.message or result.outcome
+        failure = CarriedLongrepr(text, result.message or text.strip().splitlines()[-1],
+                                  path, lineno)
+    phases: dict[str, tuple[str, Any, dict[str, Any]]] = {
+        "setup": ("passed", None, {}),
+        "call": ("passed", None, {}),
+        "teardown": ("passed", None, {}),
+    }
+    outcome = result.outcome
+    when = result.when or "call"
+    if outcome == "passed":
+        pass
+    elif outcome == "xpassed":
+        phases["call"] = ("passed", None, {"wasxfail": result.message or ""})
+    elif outcome in ("skipped", "xfailed"):
+        extra = {"wasxfail": result.message or ""} if outcome == "xfailed" else {}
+        reason = (result.message or "Skipped") if outcome == "skipped" else ""
+        longrepr: Any = (path, lineno, reason) if outcome == "skipped" else None
+        phases[when if when in phases else "call"] = ("skipped", longrepr, extra)
+        if when == "setup":
+            del phases["call"]
+    elif outcome == "crashed":
+        phases["call"] = ("failed", failure, {})
+    else:  # failed, error
+        phases[when if when in phases else "call"] = ("failed", failure, {})
+        if when == "setup":
+            del phases["call"]
+    reports = []
+    for phase, (phase_outcome, longrepr, extra) in phases.items():
+        report = pytest.TestReport(
+            nodeid=result.test, location=location, keywords={}, outcome=phase_outcome,  # type: ignore[arg-type]
+            longrepr=longrepr, when=phase,  # type: ignore[arg-type]
+            duration=result.duration if phase == "call" or (
+                phase == "setup" and "call" not in phases) else 0.0,
+            **extra,
+        )
+        setattr(report, CARRIED_ATTR, result.attempt)
+        reports.append(report)
+    return reports
+
+
+def carried_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """Category, letter and word of a replayed report: pytest's, with the word marked."""
+    if report.when != "call" and report.passed:
+        return "", "", ""
+    if report.when == "setup" and report.skipped and not hasattr(report, "wasxfail"):
+        pass
+    if hasattr(report, "wasxfail"):
+        if report.skipped:
+            return "xfailed", "x", "XFAIL (carried)"
+        if report.passed:
+            return "xpassed", "X", "XPASS (carried)"
+    if report.failed:
+        if report.when == "call":
+            return "failed", "F", "FAILED (carried)"
+        return "error", "E", "ERROR (carried)"
+    if report.skipped:
+        return "skipped", "s", "SKIPPED (carried)"
+    return "passed", ".", "PASSED (carried)"
+
+
+class FileHashes:
+    """Content hashes of test files, by the path part of a node id (mtime is useless in CI)."""
+
+    def __init__(self, rootpath: Path) -> None:
+        self.rootpath = rootpath
+        self._cache: dict[str, str | None] = {}
+
+    def for_test(self, nodeid: str) -> str | None:
+        rel = nodeid.split("::", 1)[0]
+        try:
+            return self._cache[rel]
+        except KeyError:
+            pass
+        try:
+            digest: str | None = hashlib.blake2b(
+                (self.rootpath / rel).read_bytes(), digest_size=8
+            ).hexdigest()
+        except OSError:
+            digest = None
+        self._cache[rel] = digest
+        return digest
+
+
+class ResumableSession:
+    """Records this session's results and reports the whole run. One per controller."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.active = False
+        self.writer: JournalWriter | None = None
+        self.run_id = ""
+        self.attempt = 0
+        self.resumed = False
+        self.state: RunState | None = None
+        #: carried results this attempt replays, by node id
+        self.carried: dict[str, ResultRecord] = {}
+        self.in_flight: list[str] = []
+        self.crashed_now: list[str] = []
+        self.not_carried_changed = 0
+        self.corrupt_lines = 0
+        #: the node ids selected in this attempt, known after collection
+        self.selected: list[str] | None = None
+        self.new_results: dict[str, ResultRecord] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._replaying = False
+        self._hashes = FileHashes(config.rootpath)
+        self._broken: str | None = None
+        self._old_sigterm: Any = None
+        self._finished = False
+
+    # -- start
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Called by pytest before collection (and before xdist starts its workers)."""
+        if self.config.option.collectonly:
+            return
+        try:
+            self._start()
+        except JournalError as exc:
+            if self.settings.explicit:
+                raise pytest.UsageError(str(exc)) from None
+            self._warn(f"{exc}; this session is not recorded")
+            self._close_writer()
+            return
+        self.active = True
+        self._install_sigterm()
+
+    def _start(self) -> None:
+        settings = self.settings
+        index = load_index(settings.journal)
+        self.corrupt_lines = index.stats.corrupt
+        summary = (
+            index.find_resumable(settings.resume_id, None) if settings.resume else None
+        )
+        writer = JournalWriter(settings.journal, fsync=settings.fsync,
+                               lock_timeout=settings.lock_timeout)
+        self.writer = writer
+        writer.open()
+        now = round(time.time(), 3)
+        if summary is None:
+            self.run_id = secrets.token_hex(4)
+            while self.run_id in index.runs:  # pragma: no cover - 1 in 4 billion
+                self.run_id = secrets.token_hex(4)
+            self.attempt = 1
+            writer.append(RunRecord(self.run_id, now, settings.resume_id, None))
+        else:
+            self.resumed = True
+            self.run_id = summary.id
+            state = load_run(settings.journal, summary, limit=None)
+            self.state = state
+            self.corrupt_lines += state.stats.corrupt
+            last = summary.last_attempt
+            self.attempt = (last.number if last else 0) + 1
+            if last is not None:
+                self.in_flight = sorted(state.in_flight(last.number) - set(state.results))
+            if not settings.retry_failed:
+                self.crashed_now = state.crashed_candidates(self.attempt)
+        writer.append(AttemptRecord(self.run_id, self.attempt, now, os.getpid(),
+                                    socket.gethostname()))
+        for test in self.crashed_now:
+            crashed = ResultRecord(
+                self.run_id, self.attempt, test, "crashed", 0.0, when="call",
+                file_hash=self._hashes.for_test(test),
+                message="crashed: the process died while this test ran, in two attempts in a "
+                "row; not run again automatically (--resume-retry-failed runs it)",
+            )
+            writer.append(crashed)
+            assert self.state is not None
+            self.state.results[test] = crashed
+        if self.state is not None:
+            for test, result in self.state.results.items():
+                if settings.retry_failed and result.outcome in BAD_OUTCOMES:
+                    continue
+                if result.file_hash != self._hashes.for_test(test):
+                    self.not_carried_changed += 1
+                    continue
+                self.carried[test] = result
+
+    def _install_sigterm(self) -> None:
+        # pytest handles SIGINT but not SIGTERM, which CI sends when it cancels a job: end the
+        # attempt the same clean way, unless someone else already handles SIGTERM.
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+        except (ValueError, AttributeError, OSError):  # not the main thread, or no SIGTERM
+            self._old_sigterm = None
+
+    # -- collection and the header
+
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        if not self.active:
+            return None
+        where = _display_path(self.settings.journal, config.invocation_params.dir)
+        if self.resumed:
+            return f"resumable: journal {where}"
+        return f"resumable: recording run {self.run_id} to {where}"
+
+    @pytest.hookimpl(tryfirst=True)  # before the terminal asks for the header line
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Called by pytest after collection in the single process (not on the controller)."""
+        if self.active:
+            self.set_selected([item.nodeid for item in session.items])
+
+    def set_selected(self, ids: Iterable[str]) -> None:
+        if self.selected is None:
+            self.selected = list(ids)
+
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> str | None:
+        if not self.active or not self.resumed:
+            return None
+        return self.header_line()
+
+    def header_line(self) -> str:
+        selected = set(self.selected or ())
+        have = {t: r for t, r in self.carried.items() if t in selected}
+        counts: dict[str, int] = {}
+        for result in have.values():
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        line = (
+            f"resumable: resuming run {self.run_id} (attempt {self.attempt}): "
+            f"{len(have)}/{len(selected)} have results ({describe_counts(counts)}); "
+            f"{len(selected) - len(have)} to run"
+        )
+        in_flight = [t for t in self.in_flight if t in selected]
+        if in_flight:
+            shown = ", ".join(in_flight[:3]) + (", ..." if len(in_flight) > 3 else "")
+            line += f"; {len(in_flight)} {'was' if len(in_flight) == 1 else 'were'} in flight: {shown}"
+        if self.crashed_now:
+            line += f"; {len(self.crashed_now)} recorded crashed (in flight in 2 dead attempts)"
+        if self.not_carried_changed:
+            line += f"; {self.not_carried_changed} not carried (test file changed)"
+        if self.corrupt_lines:
+            line += f"; {self.corrupt_lines} corrupt journal lines skipped"
+        return line
+
+    # -- running
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> bool | None:
+        """A test with a carried result is not run; it is reported after the loop."""
+        if self.active and item.nodeid in self.carried:
+            return True
+        return None
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        """Called before each test runs (by xdist on the controller for worker tests)."""
+        if self.active and not self._replaying and self.writer is not None:
+            self._append(StartRecord(self.run_id, self.attempt, nodeid))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Called for each phase report; the teardown report completes a test's result."""
+        if not self.active or self._replaying or hasattr(report, CARRIED_ATTR):
+            return
+        nodeid = report.nodeid
+        if report.outcome == "rerun":  # pytest-rerunfailures: only the final report counts
+            self._pending.pop(nodeid, None)
+            return
+        if report.when == "setup":
+            self._pending[nodeid] = _Pending(setup=report)
+        elif report.when == "call":
+            self._pending.setdefault(nodeid, _Pending()).call = report
+        elif report.when == "teardown":
+            pending = self._pending.pop(nodeid, _Pending())
+            self._record(result_from_reports(
+                self.run_id, self.attempt, nodeid, pending, report,
+                self._hashes.for_test(nodeid),
+            ))
+        else:  # xdist: a worker crashed while running this test ("???")
+            self._pending.pop(nodeid, None)
+            self._record(ResultRecord(
+                self.run_id, self.attempt, nodeid, "crashed", report.duration, when="call",
+                file_hash=self._hashes.for_test(nodeid),
+                message=report.longreprtext.strip().splitlines()[-1]
+                if report.longreprtext.strip() else "crashed",
+                longrepr=report.longreprtext or None,
+            ))
+
+    def _record(self, result: ResultRecord) -> None:
+        self.new_results[result.test] = result
+        self._append(result)
+
+    def _append(self, record: StartRecord | ResultRecord) -> None:
+        if self.writer is None:
+            return
+        try:
+            self.writer.append(record)
+        except JournalError as exc:
+            # A failure to record never fails or hides a test result: stop recording, say so.
+            self._broken = str(exc)
+            self._warn(f"{exc}; recording stopped, test results are not affected")
+            self._close_writer()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """Around pytest's (or xdist's) test loop: replay carried results after it."""
+        try:
+            return (yield)
+        finally:
+            if self.active:
+                self._replay(session)
+
+    def _replay(self, session: pytest.Session) -> None:
+        if not self.carried or not self.selected:
+            return
+        hook = self.config.hook
+        # -x / --maxfail count only tests run now (pytest cannot unset session.shouldfail, so
+        # keep it from being set); the exit status still counts carried failures.
+        option = self.config.option
+        maxfail = getattr(option, "maxfail", 0)
+        option.maxfail = 0
+        self._replaying = True
+        try:
+            for test in self.selected:
+                result = self.carried.get(test)
+                if result is None or test in self.new_results:
+                    continue
+                reports = carried_reports(result)
+                location = reports[0].location
+                hook.pytest_runtest_logstart(nodeid=test, location=location)
+                for report in reports:
+                    hook.pytest_runtest_logreport(report=report)
+                hook.pytest_runtest_logfinish(nodeid=test, location=location)
+        finally:
+            self._replaying = False
+            option.maxfail = maxfail
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.CollectReport | pytest.TestReport
+    ) -> tuple[str, str, str] | None:
+        if isinstance(report, pytest.TestReport) and hasattr(report, CARRIED_ATTR):
+            return carried_teststatus(report)
+        return None
+
+    # -- end
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int
+    ) -> Generator[None, object, object]:
+        """Outermost around pytest_sessionfinish: the terminal's summary is printed inside,
+        so the line said here is the last one."""
+        try:
+            return (yield)
+        finally:
+            if self.active:
+                self._finish(session)
+
+    def _finish(self, session: pytest.Session) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._restore_sigterm()
+        status = int(session.exitstatus)
+        results = {**{t: r for t, r in self.carried.items()}, **self.new_results}
+        selected = self.selected
+        missing: list[str] = []
+        if selected is not None:
+            missing = [t for t in selected if t not in results]
+        complete = selected is not None and not missing and status in (0, 1, 5)
+        if self.writer is not None:
+            try:
+                self.writer.append(EndRecord(
+                    self.run_id, self.attempt, round(time.time(), 3), status,
+                    len(selected or ()), len(selected or ()) - len(missing), complete,
+                ))
+            except JournalError as exc:
+                self._broken = self._broken or str(exc)
+        self._close_writer()
+        if not selected:
+            return
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return
+        if self._broken:
+            tr.write_line(f"resumable: recording stopped: {self._broken}", yellow=True)
+        if complete:
+            counts: dict[str, int] = {}
+            for test in selected:
+                outcome = results[test].outcome
+                counts[outcome] = counts.get(outcome, 0) + 1
+            attempts = f"{self.attempt} attempt{'s' if self.attempt != 1 else ''}"
+            bad = any(counts.get(o) for o in BAD_OUTCOMES)
+            tr.write_line(
+                f"resumable: run {self.run_id} complete after {attempts} "
+                f"({describe_counts(counts)})",
+                red=bad, green=not bad, bold=True,
+            )
+        else:
+            tr.write_line(
+                f"resumable: run {self.run_id} incomplete: {len(missing)} of {len(selected)} "
+                f"tests have no result yet; continue with: {self.continue_command()}",
+                yellow=True, bold=True,
+            )
+
+    def continue_command(self) -> str:
+        args = [a for a in self.config.invocation_params.args if a != "--resume-new"]
+        if not self.settings.resume:
+            args.insert(0, "--resume")
+        return shlex.join(["pytest", *args])
+
+    def pytest_unconfigure(self) -> None:
+        self._restore_sigterm()
+        self._close_writer()
+
+    # -- helpers
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+            except (ValueError, OSError):  # pragma: no cover
+                pass
+            self._old_sigterm = None
+
+    def _warn(self, message: str) -> None:
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        line = message if message.startswith("resumable:") else f"resumable: {message}"
+        if tr is not None:
+            tr.write_line(f"{line}", yellow=True)
+        else:
+            print(line, file=sys.stderr)
+
+
+def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _display_path(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
