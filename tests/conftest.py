@@ -119,8 +119,9 @@ def interrupt(
 ) -> Finished:
     """Run pytest until ``block_at`` is running, then send ``sig`` from outside.
 
-    ``wait_for``: also wait until the side log has that many lines. ``group``: signal the whole
-    process group (what a terminal's Ctrl-C does), else only the pytest process.
+    ``wait_for``: instead wait until the side log has at least that many lines and has stopped
+    growing (under xdist, which blocked tests run depends on scheduling). ``group``: signal the
+    whole process group (what a terminal's Ctrl-C does), else only the pytest process.
     """
     blockers = [block_at] if isinstance(block_at, str) else list(block_at)
     suite.block_file.write_text("")
@@ -131,9 +132,14 @@ def interrupt(
     )
     try:
         deadline = time.monotonic() + timeout
+        seen, stable_since = -1, time.monotonic()
         while True:
             ran = suite.ran()
-            if all(b in ran for b in blockers) and (wait_for is None or len(ran) >= wait_for):
+            if len(ran) != seen:
+                seen, stable_since = len(ran), time.monotonic()
+            if wait_for is None and all(b in ran for b in blockers):
+                break
+            if wait_for is not None and seen >= wait_for and time.monotonic() - stable_since > 0.4:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.communicate()[0].decode(errors="replace")

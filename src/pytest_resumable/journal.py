@@ -322,6 +322,8 @@ def iter_records(
         f = open(path, "rb")  # noqa: SIM115 - closed in finally
     except FileNotFoundError:
         return
+    except IsADirectoryError as exc:
+        raise JournalError(f"resumable: the journal path {path} is a directory") from exc
     except OSError as exc:
         raise JournalError(f"resumable: cannot read the journal {path}: {exc.strerror}") from exc
     try:
@@ -345,7 +347,7 @@ def iter_records(
                     stats.header = record
                     continue
             if record is None:
-                if raw.strip(b"\x00\r\n\t ") or len(raw) > 1:
+                if raw != b"\n":  # a lone newline is not worth a warning
                     stats.corrupt += 1
                     if len(stats.corrupt_lines) < 20:
                         stats.corrupt_lines.append(stats.lines)

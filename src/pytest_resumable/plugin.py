@@ -149,7 +149,11 @@ def _journal_path(config: pytest.Config) -> Path:
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
         return _expand(ini, base)
-    cache_dir = _expand(str(config.getini("cache_dir")), config.rootpath)
+    try:
+        cache_ini = str(config.getini("cache_dir"))
+    except (ValueError, KeyError):  # -p no:cacheprovider removes the ini value
+        cache_ini = ".pytest_cache"
+    cache_dir = _expand(cache_ini, config.rootpath)
     return cache_dir / "d" / "resumable" / JOURNAL_NAME
 
 

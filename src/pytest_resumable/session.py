@@ -202,6 +202,25 @@ def carried_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None
     return "passed", ".", "PASSED (carried)"
 
 
+def skip_carried(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stand in for the protocol of a test whose result is carried: run nothing, but tear
+    down the fixtures pytest would tear down after it.
+
+    The test before it was torn down keeping what *this* test needs (``nextitem``); skipping
+    that bookkeeping breaks the next test of another module ("previous item was not torn down
+    properly"). A fixture finalizer that fails here is reported as pytest would: as a teardown
+    error of this test.
+    """
+    setupstate = item.session._setupstate  # no public API does this; runner.py does the same
+    call = pytest.CallInfo.from_call(
+        lambda: setupstate.teardown_exact(nextitem), when="teardown",
+        reraise=(pytest.exit.Exception, KeyboardInterrupt),
+    )
+    if call.excinfo is not None:
+        report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        item.ihook.pytest_runtest_logreport(report=report)
+
+
 class FileHashes:
     """Content hashes of test files, by the path part of a node id (mtime is useless in CI)."""
 
@@ -242,6 +261,7 @@ class ResumableSession:
         self.in_flight: list[str] = []
         self.crashed_now: list[str] = []
         self.not_carried_changed = 0
+        self.each_not_carried = 0
         self.corrupt_lines = 0
         #: the node ids selected in this attempt, known after collection
         self.selected: list[str] | None = None
@@ -313,7 +333,11 @@ class ResumableSession:
             writer.append(crashed)
             assert self.state is not None
             self.state.results[test] = crashed
-        if self.state is not None:
+        if self.state is not None and self._dist_each():
+            # --dist each runs every test on every worker; a result says nothing about the
+            # other workers, so nothing is carried: the attempt runs everything again.
+            self.each_not_carried = len(self.state.results)
+        elif self.state is not None:
             for test, result in self.state.results.items():
                 if settings.retry_failed and result.outcome in BAD_OUTCOMES:
                     continue
@@ -321,6 +345,12 @@ class ResumableSession:
                     self.not_carried_changed += 1
                     continue
                 self.carried[test] = result
+
+    def _dist_each(self) -> bool:
+        option = self.config.option
+        return bool(getattr(option, "numprocesses", None) or getattr(option, "tx", None)) and (
+            getattr(option, "dist", "no") == "each"
+        )
 
     def _install_sigterm(self) -> None:
         # pytest handles SIGINT but not SIGTERM, which CI sends when it cancels a job: end the
@@ -375,6 +405,8 @@ class ResumableSession:
             line += f"; {len(self.crashed_now)} recorded crashed (in flight in 2 dead attempts)"
         if self.not_carried_changed:
             line += f"; {self.not_carried_changed} not carried (test file changed)"
+        if self.each_not_carried:
+            line += "; --dist each: nothing is carried, every test runs on every worker"
         if self.corrupt_lines:
             line += f"; {self.corrupt_lines} corrupt journal lines skipped"
         return line
@@ -382,9 +414,10 @@ class ResumableSession:
     # -- running
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> bool | None:
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """A test with a carried result is not run; it is reported after the loop."""
         if self.active and item.nodeid in self.carried:
+            skip_carried(item, nextitem)
             return True
         return None
 

@@ -55,5 +55,11 @@ class WorkerPlugin:
         self.carried = frozenset(snapshot.get("carried", ()))
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> bool | None:
-        return True if item.nodeid in self.carried else None
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Called by xdist's worker loop for each test it was handed."""
+        if item.nodeid not in self.carried:
+            return None
+        from pytest_resumable.session import skip_carried
+
+        skip_carried(item, nextitem)
+        return True

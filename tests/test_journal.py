@@ -1,0 +1,274 @@
+"""The journal module on its own: encoding, the tolerant reader, the leased writer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_resumable.journal import (
+    VERSION,
+    AttemptRecord,
+    EndRecord,
+    HeaderRecord,
+    JournalError,
+    JournalLockTimeout,
+    JournalVersionError,
+    JournalWriter,
+    ReadStats,
+    ResultRecord,
+    RunRecord,
+    StartRecord,
+    cap_text,
+    decode,
+    encode,
+    iter_records,
+)
+from pytest_resumable.runstate import load_index, load_run
+
+text = st.text(st.characters(codec="utf-8"), max_size=40)
+results = st.builds(
+    ResultRecord,
+    run=text, attempt=st.integers(0, 10**6), test=text,
+    outcome=st.sampled_from(["passed", "failed", "error", "skipped", "xfailed", "xpassed",
+                             "crashed"]),
+    duration=st.floats(0, 1e6, allow_nan=False),
+    when=st.none() | st.sampled_from(["setup", "call", "teardown"]),
+    line=st.none() | st.integers(0, 10**6),
+    file_hash=st.none() | text, message=st.none() | text, longrepr=st.none() | text,
+)
+records = st.one_of(
+    results,
+    st.builds(StartRecord, run=text, attempt=st.integers(0, 10**6), test=text),
+    st.builds(RunRecord, run=text, time=st.floats(0, 1e10), resume_id=st.none() | text,
+              shard=st.none() | text),
+    st.builds(AttemptRecord, run=text, attempt=st.integers(0, 10**6),
+              time=st.floats(0, 1e10), pid=st.none() | st.integers(0, 2**31),
+              host=st.none() | text),
+    st.builds(EndRecord, run=text, attempt=st.integers(0, 10**6), time=st.floats(0, 1e10),
+              status=st.integers(0, 5), selected=st.integers(0, 10**6),
+              results=st.integers(0, 10**6), complete=st.booleans()),
+)
+
+
+@given(records)
+def test_encode_decode_round_trip(record: object) -> None:
+    line = encode(record)  # type: ignore[arg-type]
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    decoded = decode(line)
+    if isinstance(record, ResultRecord):
+        assert decoded == ResultRecord(**{**record.__dict__,
+                                          "duration": round(record.duration, 6)})
+    else:
+        assert decoded == record
+    assert json.loads(line)["type"]  # plain JSON anyone can read
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=300)
+def test_reader_never_raises_on_arbitrary_bytes(tmp_path_factory: pytest.TempPathFactory,
+                                                data: bytes) -> None:
+    path = tmp_path_factory.mktemp("j") / "journal.jsonl"
+    path.write_bytes(data)
+    stats = ReadStats()
+    out = list(iter_records(path, stats))
+    # never invents a result: every record it yields is a line of the input
+    lines = set(data.split(b"\n"))
+    for record in out:
+        assert any(decode(line) == record for line in lines)
+    load_index(path)
+
+
+@given(st.lists(records, max_size=20), st.binary(max_size=200), st.integers(0, 10**6))
+@settings(max_examples=200)
+def test_garbage_between_records_is_skipped_and_counted(
+    tmp_path_factory: pytest.TempPathFactory, recs: list[object], garbage: bytes, seed: int
+) -> None:
+    garbage = garbage.replace(b"\n", b"") or b"\x00"
+    if decode(garbage + b"\n") is not None:
+        return
+    path = tmp_path_factory.mktemp("j") / "journal.jsonl"
+    lines = [encode(HeaderRecord(VERSION))] + [encode(r) for r in recs]  # type: ignore[arg-type]
+    at = 1 + seed % (len(lines))
+    lines.insert(at, garbage + b"\n")
+    path.write_bytes(b"".join(lines))
+    stats = ReadStats()
+    out = list(iter_records(path, stats))
+    assert out == [decode(encode(r)) for r in recs]  # type: ignore[arg-type]
+    assert stats.corrupt == 1
+
+
+def test_torn_tail_at_every_offset_is_ignored_then_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    good = [RunRecord("r1", 1.0), AttemptRecord("r1", 1, 1.0),
+            ResultRecord("r1", 1, "t::a", "passed", 0.5)]
+    torn = encode(ResultRecord("r1", 1, "t::b", "failed", 0.25, message="boom ünïcode"))
+    for cut in range(len(torn) - 1):  # every strict prefix of the line (without its \n)
+        with open(path, "wb") as f:
+            f.write(encode(HeaderRecord(VERSION)) + b"".join(encode(r) for r in good))
+            f.write(torn[:cut])
+        stats = ReadStats()
+        assert list(iter_records(path, stats)) == good
+        assert stats.corrupt == 0
+        writer = JournalWriter(path)
+        writer.append(StartRecord("r1", 1, "t::c"))
+        writer.close()
+        stats = ReadStats()
+        got = list(iter_records(path, stats))
+        assert got[: len(good)] == good
+        assert got[-1] == StartRecord("r1", 1, "t::c")  # not glued to the torn bytes
+        assert stats.corrupt == (1 if cut else 0)
+
+
+def test_nul_filled_tail_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(encode(HeaderRecord(VERSION)) + encode(RunRecord("r", 1.0)) + b"\x00" * 300)
+    assert list(iter_records(path, ReadStats())) == [RunRecord("r", 1.0)]
+    writer = JournalWriter(path)
+    writer.append(RunRecord("s", 2.0))
+    writer.close()
+    stats = ReadStats()
+    assert list(iter_records(path, stats)) == [RunRecord("r", 1.0), RunRecord("s", 2.0)]
+    assert stats.corrupt == 1
+
+
+def test_newer_version_is_refused_and_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    content = b'{"type":"header","format":"pytest-resumable","version":99}\n'
+    path.write_bytes(content)
+    with pytest.raises(JournalVersionError, match="version 99.*version 1"):
+        list(iter_records(path, ReadStats()))
+    writer = JournalWriter(path)
+    with pytest.raises(JournalVersionError):
+        writer.append(RunRecord("r", 1.0))
+    writer.close()
+    assert path.read_bytes() == content
+
+
+def test_a_file_that_is_not_a_journal_is_not_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("my notes\n")
+    with pytest.raises(JournalError, match="not a pytest-resumable journal"):
+        JournalWriter(path).open()
+    assert path.read_text() == "my notes\n"
+
+
+def test_writer_follows_a_replaced_file(tmp_path: Path) -> None:
+    """Compaction replaces the file: the writer re-checks the inode under the lock."""
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path, idle=0.01, max_hold=0.02)
+    writer.append(RunRecord("old", 1.0))
+    time.sleep(0.2)  # let the lease lapse
+    replacement = tmp_path / "journal.tmp"
+    replacement.write_bytes(encode(HeaderRecord(VERSION)) + encode(RunRecord("compacted", 1.0)))
+    os.replace(replacement, path)
+    writer.append(RunRecord("new", 2.0))
+    writer.close()
+    assert [r.run for r in iter_records(path, ReadStats())] == ["compacted", "new"]  # type: ignore[union-attr]
+
+
+def test_lease_is_released_when_appends_pause(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path, idle=0.02, max_hold=0.1)
+    writer.append(RunRecord("r", 1.0))
+    other = JournalWriter(path, lock_timeout=2)
+    started = time.monotonic()
+    other.append(RunRecord("s", 1.0))  # waits for the lease to lapse, not for close()
+    assert time.monotonic() - started < 1.5
+    other.close()
+    writer.close()
+
+
+@contextlib.contextmanager
+def lock_holder(path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process that holds the journal lock until it is killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import filelock, time\n"
+         f"lock = filelock.FileLock({str(path) + '.lock'!r}); lock.acquire()\n"
+         "print('held', flush=True)\ntime.sleep(600)\n"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
+def test_lock_of_a_killed_process_is_acquired_promptly(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with lock_holder(path) as holder:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        started = time.monotonic()
+        writer = JournalWriter(path, lock_timeout=5)
+        writer.append(RunRecord("r", 1.0))
+        writer.close()
+        assert time.monotonic() - started < 1
+
+
+def test_lock_held_too_long_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with lock_holder(path):
+        writer = JournalWriter(path, lock_timeout=0.3)
+        with pytest.raises(JournalLockTimeout) as info:
+            writer.append(RunRecord("r", 1.0))
+        message = str(info.value)
+        assert "\n" not in message
+        assert f"{path}.lock" in message and "0.3 s" in message
+        writer.close()
+    assert not path.exists() or b"r" not in path.read_bytes()
+
+
+def test_journal_path_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="is a directory"):
+        JournalWriter(tmp_path).open()
+
+
+def test_cap_text() -> None:
+    assert cap_text("abc", 10) == "abc"
+    capped = cap_text("x" * 100_000)
+    assert capped is not None and len(capped) == 64 * 1024 and "characters cut" in capped
+
+
+def test_huge_failure_text_is_capped_in_the_record() -> None:
+    line = encode(ResultRecord("r", 1, "t", "failed", 1.0, longrepr="y" * 1_000_000))
+    assert len(line) < 70 * 1024
+
+
+def test_runstate_in_flight_and_crashed(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path)
+    for rec in [
+        RunRecord("r", 1.0), AttemptRecord("r", 1, 1.0),
+        StartRecord("r", 1, "a"), ResultRecord("r", 1, "a", "passed", 0.1),
+        StartRecord("r", 1, "b"),  # attempt 1 died here
+        AttemptRecord("r", 2, 2.0), StartRecord("r", 2, "b"),  # and attempt 2 here
+        RunRecord("other", 3.0), AttemptRecord("other", 1, 3.0),
+        StartRecord("other", 1, "b"),
+    ]:
+        writer.append(rec)
+    writer.close()
+    index = load_index(path)
+    assert list(index.runs) == ["r", "other"]
+    summary = index.find_resumable(None, None)
+    assert summary is not None and summary.id == "other"
+    state = load_run(path, index.runs["r"])
+    assert set(state.results) == {"a"}
+    assert state.in_flight(1) == {"b"} and state.in_flight(2) == {"b"}
+    assert state.crashed_candidates(3) == ["b"]
+    assert state.crashed_candidates(2) == []

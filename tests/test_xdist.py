@@ -1,0 +1,187 @@
+"""Real xdist sessions (-n 2, every --dist mode) interrupted from outside and resumed."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+
+import pytest
+
+from conftest import Suite, interrupt
+
+# Two modules, classes and xdist groups, so every --dist mode spreads work over both workers.
+MODULE = '''
+import pytest
+
+@pytest.mark.parametrize("i", range(12))
+def test_f(i):
+    assert i != 7 or "{name}" != "a", "seven fails in module a"
+
+class TestC:
+    @pytest.mark.xdist_group("g{name}")
+    @pytest.mark.parametrize("i", range(6))
+    def test_m(self, i):
+        pass
+'''
+
+DIST_MODES = ["load", "loadscope", "loadfile", "loadgroup", "worksteal"]
+
+
+def make_suite(pytester: pytest.Pytester) -> list[str]:
+    pytester.makepyfile(test_a=MODULE.format(name="a"), test_b=MODULE.format(name="b"))
+    ids = []
+    for name in "ab":
+        ids += [f"test_{name}.py::test_f[{i}]" for i in range(12)]
+        ids += [f"test_{name}.py::TestC::test_m[{i}]" for i in range(6)]
+    return ids
+
+
+def blockers(ids: list[str]) -> list[str]:
+    # everything but the first few tests of each module blocks: each worker stops at its
+    # first blocked test, whatever the scheduler handed it
+    return [t for t in ids if not t.endswith(("[0]", "[1]", "[2]"))]
+
+
+def results_of(suite: Suite) -> list[str]:
+    return [str(r["test"]) for r in suite.records("result")]
+
+
+@pytest.mark.parametrize("dist", DIST_MODES)
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGKILL, False), (signal.SIGINT, False), (signal.SIGINT, True),
+     (signal.SIGTERM, False)],
+    ids=["SIGKILL-controller", "SIGINT-controller", "SIGINT-group", "SIGTERM-controller"],
+)
+def test_interrupted_xdist_run_resumes_exactly(
+    suite: Suite, pytester: pytest.Pytester, dist: str, sig: signal.Signals, group: bool
+) -> None:
+    ids = make_suite(pytester)
+    args = ["-n", "2", "--dist", dist]
+    first = interrupt(suite, args, block_at=blockers(ids), sig=sig, group=group, wait_for=4)
+    assert "INTERNALERROR" not in first.output
+    ran_first = suite.take_ran()
+    recorded = results_of(suite)
+    assert len(recorded) == len(set(recorded))
+    in_flight = set(ran_first) - set(recorded)
+    assert 1 <= len(in_flight) <= 2  # one per busy worker
+    assert 1 <= len(recorded) < len(ids)
+
+    resumed = pytester.runpytest_subprocess("--resume", *args)
+    assert "INTERNALERROR" not in resumed.stdout.str()
+    ran_second = suite.take_ran()
+    # exactly the tests without a result, each once
+    assert Counter(ran_second) == Counter(t for t in ids if t not in recorded)
+    executions = Counter(ran_first) + Counter(ran_second)
+    assert set(executions) == set(ids)
+    assert {t for t, n in executions.items() if n > 1} == in_flight
+    assert Counter(results_of(suite)) == Counter(ids)  # one result per test in the journal
+    assert resumed.ret == 1  # test_a.py::test_f[7] fails, whichever attempt ran it
+    resumed.stdout.fnmatch_lines([
+        "resumable: resuming run * (attempt 2): *36 have results*",
+        "resumable: run * complete after 2 attempts (35 passed, 1 failed)",
+    ])
+
+
+def test_worker_crash_records_crashed_and_is_not_run_again(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(test_crash="""
+        import os, pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        def test_t(i):
+            if i == 4:
+                os._exit(1)
+    """)
+    first = pytester.runpytest_subprocess("-n", "2")
+    assert first.ret == 1
+    first.stdout.fnmatch_lines(["*worker 'gw*' crashed while running*test_t?4?*"])
+    assert suite.take_ran().count("test_crash.py::test_t[4]") == 1
+    crashed = [r for r in suite.records("result") if r["outcome"] == "crashed"]
+    assert [r["test"] for r in crashed] == ["test_crash.py::test_t[4]"]
+    assert len(suite.records("result")) == 10
+    # the run is complete (a crash is a result); a new --resume starts a new run
+    again = pytester.runpytest_subprocess("-n", "2", "--resume", "--max-worker-restart", "0")
+    assert "INTERNALERROR" not in again.stdout.str()
+
+
+def test_worker_crash_then_resume_carries_crash(suite: Suite, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_crash="""
+        import os, pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        def test_t(i):
+            if i == 4:
+                os._exit(1)
+    """)
+    pytester.makepyfile(test_zblock="def test_z(): pass\n")
+    interrupt(suite, ["-n", "2"], block_at="test_zblock.py::test_z", sig=signal.SIGKILL)
+    suite.take_ran()
+    resumed = pytester.runpytest_subprocess("-n", "2", "--resume")
+    assert "INTERNALERROR" not in resumed.stdout.str()
+    assert resumed.ret == 1
+    ran = suite.take_ran()
+    assert "test_crash.py::test_t[4]" not in ran
+    assert "test_zblock.py::test_z" in ran
+    resumed.stdout.fnmatch_lines(["*FAILED (carried) test_crash.py::test_t?4?*crashed*"])
+
+
+def test_max_worker_restart_0_leaves_tests_without_result(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(test_crash="""
+        import os, pytest
+
+        @pytest.mark.parametrize("i", range(30))
+        def test_t(i):
+            if i in (2, 3):
+                os._exit(1)
+    """)
+    first = pytester.runpytest_subprocess("-n", "2", "--max-worker-restart", "0")
+    assert "INTERNALERROR" not in first.stdout.str()
+    recorded = results_of(suite)
+    first_ran = suite.take_ran()
+    assert len(recorded) == len(set(recorded))
+    missing = {f"test_crash.py::test_t[{i}]" for i in range(30)} - set(recorded)
+    if missing:
+        first.stdout.fnmatch_lines([f"resumable: run * incomplete: {len(missing)} of 30 *"])
+    resumed = pytester.runpytest_subprocess("-n", "2", "--resume")
+    assert "INTERNALERROR" not in resumed.stdout.str()
+    assert set(suite.take_ran()) == missing
+    assert Counter(results_of(suite)) == Counter(f"test_crash.py::test_t[{i}]" for i in range(30))
+    assert first_ran
+
+
+def test_workers_never_open_the_journal(suite: Suite, pytester: pytest.Pytester) -> None:
+    """A worker that touched the journal would need its path: give workers a journal path
+    that only the controller could ever open, and check it was written once per test."""
+    ids = make_suite(pytester)
+    pytester.makeconftest(pytester.path.joinpath("conftest.py").read_text() + '''
+import builtins, os
+
+def _guard(real):
+    def guarded(path, *args, **kwargs):
+        if os.path.basename(str(path)).startswith("journal.jsonl"):
+            raise AssertionError("a worker opened the journal")
+        return real(path, *args, **kwargs)
+    return guarded
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        os.open = _guard(os.open)
+        builtins.open = _guard(builtins.open)
+''')
+    result = pytester.runpytest_subprocess("-n", "2")
+    assert result.ret == 1
+    assert Counter(results_of(suite)) == Counter(ids)
+
+
+def test_dist_each_runs_everything_again(suite: Suite, pytester: pytest.Pytester) -> None:
+    ids = make_suite(pytester)
+    interrupt(suite, ["-n", "2", "--dist", "each"], block_at=blockers(ids), sig=signal.SIGKILL,
+              wait_for=4)
+    suite.take_ran()
+    resumed = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "--resume")
+    assert Counter(suite.take_ran()) == Counter(ids * 2)  # every test on both workers
+    resumed.stdout.fnmatch_lines(["*--dist each: nothing is carried*"])
