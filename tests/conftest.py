@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ pytest_plugins = ["pytester"]
 # starts, so a test can assert exactly which tests ran and how often. A test listed in
 # $RESUMABLE_BLOCK waits while the file $RESUMABLE_BLOCK_FILE exists: the harness interrupts
 # the run while it waits, so "interrupted after N tests" is exact, not a race.
-SUITE_CONFTEST = '''
+SUITE_CONFTEST = """
 import os, time, pytest
 
 @pytest.fixture(autouse=True)
@@ -32,15 +33,15 @@ def _side_log(request):
         while os.path.exists(block_file) and time.monotonic() < deadline:
             time.sleep(0.01)
     yield
-'''
+"""
 
-SUITE_28 = '''
+SUITE_28 = """
 import pytest
 
 @pytest.mark.parametrize("i", range(28))
 def test_n(i):
     assert i != 5, "five is not allowed"
-'''
+"""
 
 
 def node(i: int) -> str:
@@ -81,8 +82,13 @@ class Suite:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PYTEST_RESUME_ID", "PYTEST_RESUME_JOURNAL", "PYTEST_ADDOPTS",
-                 "PYTEST_SHARD", "RESUMABLE_BLOCK"):
+    for name in (
+        "PYTEST_RESUME_ID",
+        "PYTEST_RESUME_JOURNAL",
+        "PYTEST_ADDOPTS",
+        "PYTEST_SHARD",
+        "RESUMABLE_BLOCK",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -127,8 +133,12 @@ def interrupt(
     suite.block_file.write_text("")
     env = {**os.environ, "RESUMABLE_BLOCK": ",".join(blockers)}
     proc = subprocess.Popen(
-        python_pytest(*args), cwd=suite.path, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        python_pytest(*args),
+        cwd=suite.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + timeout
@@ -159,10 +169,8 @@ def interrupt(
             proc.wait()
         else:
             # reap anything left in the group (xdist workers of a killed controller)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def literal(text: str) -> str:

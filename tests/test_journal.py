@@ -39,36 +39,58 @@ from pytest_resumable.runstate import load_index, load_run
 text = st.text(st.characters(codec="utf-8"), max_size=40)
 results = st.builds(
     ResultRecord,
-    run=text, attempt=st.integers(0, 10**6), test=text,
-    outcome=st.sampled_from(["passed", "failed", "error", "skipped", "xfailed", "xpassed",
-                             "crashed"]),
+    run=text,
+    attempt=st.integers(0, 10**6),
+    test=text,
+    outcome=st.sampled_from(
+        ["passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed"]
+    ),
     duration=st.floats(0, 1e6, allow_nan=False),
     when=st.none() | st.sampled_from(["setup", "call", "teardown"]),
     line=st.none() | st.integers(0, 10**6),
-    file_hash=st.none() | text, message=st.none() | text, longrepr=st.none() | text,
+    file_hash=st.none() | text,
+    message=st.none() | text,
+    longrepr=st.none() | text,
 )
 records = st.one_of(
     results,
     st.builds(StartRecord, run=text, attempt=st.integers(0, 10**6), test=text),
-    st.builds(RunRecord, run=text, time=st.floats(0, 1e10), resume_id=st.none() | text,
-              shard=st.none() | text),
-    st.builds(AttemptRecord, run=text, attempt=st.integers(0, 10**6),
-              time=st.floats(0, 1e10), pid=st.none() | st.integers(0, 2**31),
-              host=st.none() | text),
-    st.builds(EndRecord, run=text, attempt=st.integers(0, 10**6), time=st.floats(0, 1e10),
-              status=st.integers(0, 5), selected=st.integers(0, 10**6),
-              results=st.integers(0, 10**6), complete=st.booleans()),
+    st.builds(
+        RunRecord,
+        run=text,
+        time=st.floats(0, 1e10),
+        resume_id=st.none() | text,
+        shard=st.none() | text,
+    ),
+    st.builds(
+        AttemptRecord,
+        run=text,
+        attempt=st.integers(0, 10**6),
+        time=st.floats(0, 1e10),
+        pid=st.none() | st.integers(0, 2**31),
+        host=st.none() | text,
+    ),
+    st.builds(
+        EndRecord,
+        run=text,
+        attempt=st.integers(0, 10**6),
+        time=st.floats(0, 1e10),
+        status=st.integers(0, 5),
+        selected=st.integers(0, 10**6),
+        results=st.integers(0, 10**6),
+        complete=st.booleans(),
+    ),
 )
 
 
 @given(records)
 def test_encode_decode_round_trip(record: object) -> None:
     line = encode(record)  # type: ignore[arg-type]
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
     decoded = decode(line)
     if isinstance(record, ResultRecord):
-        assert decoded == ResultRecord(**{**record.__dict__,
-                                          "duration": round(record.duration, 6)})
+        assert decoded == ResultRecord(**{**record.__dict__, "duration": round(record.duration, 6)})
     else:
         assert decoded == record
     assert json.loads(line)["type"]  # plain JSON anyone can read
@@ -76,8 +98,9 @@ def test_encode_decode_round_trip(record: object) -> None:
 
 @given(st.binary(max_size=2000))
 @settings(max_examples=300)
-def test_reader_never_raises_on_arbitrary_bytes(tmp_path_factory: pytest.TempPathFactory,
-                                                data: bytes) -> None:
+def test_reader_never_raises_on_arbitrary_bytes(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     path = tmp_path_factory.mktemp("j") / "journal.jsonl"
     path.write_bytes(data)
     stats = ReadStats()
@@ -110,8 +133,11 @@ def test_garbage_between_records_is_skipped_and_counted(
 
 def test_torn_tail_at_every_offset_is_ignored_then_repaired(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    good = [RunRecord("r1", 1.0), AttemptRecord("r1", 1, 1.0),
-            ResultRecord("r1", 1, "t::a", "passed", 0.5)]
+    good = [
+        RunRecord("r1", 1.0),
+        AttemptRecord("r1", 1, 1.0),
+        ResultRecord("r1", 1, "t::a", "passed", 0.5),
+    ]
     torn = encode(ResultRecord("r1", 1, "t::b", "failed", 0.25, message="boom ünïcode"))
     for cut in range(len(torn) - 1):  # every strict prefix of the line (without its \n)
         with open(path, "wb") as f:
@@ -146,7 +172,7 @@ def test_newer_version_is_refused_and_never_written(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     content = b'{"type":"header","format":"pytest-resumable","version":99}\n'
     path.write_bytes(content)
-    with pytest.raises(JournalVersionError, match="version 99.*version 1"):
+    with pytest.raises(JournalVersionError, match=r"version 99.*version 1"):
         list(iter_records(path, ReadStats()))
     writer = JournalWriter(path)
     with pytest.raises(JournalVersionError):
@@ -193,14 +219,18 @@ def test_lease_is_released_when_appends_pause(tmp_path: Path) -> None:
 def lock_holder(path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Another process that holds the journal lock until it is killed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import filelock, time\n"
-         f"lock = filelock.FileLock({str(path) + '.lock'!r}); lock.acquire()\n"
-         "print('held', flush=True)\ntime.sleep(600)\n"],
+        [
+            sys.executable,
+            "-c",
+            "import filelock, time\n"
+            f"lock = filelock.FileLock({str(path) + '.lock'!r}); lock.acquire()\n"
+            "print('held', flush=True)\ntime.sleep(600)\n",
+        ],
         stdout=subprocess.PIPE,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
         yield holder
     finally:
         holder.kill()
@@ -229,7 +259,8 @@ def test_lock_held_too_long_is_one_clear_error(tmp_path: Path) -> None:
             writer.append(RunRecord("r", 1.0))
         message = str(info.value)
         assert "\n" not in message
-        assert f"{path}.lock" in message and "0.3 s" in message
+        assert f"{path}.lock" in message
+        assert "0.3 s" in message
         writer.close()
     assert not path.exists() or b"r" not in path.read_bytes()
 
@@ -242,7 +273,9 @@ def test_journal_path_is_a_directory(tmp_path: Path) -> None:
 def test_cap_text() -> None:
     assert cap_text("abc", 10) == "abc"
     capped = cap_text("x" * 100_000)
-    assert capped is not None and len(capped) == 64 * 1024 and "characters cut" in capped
+    assert capped is not None
+    assert len(capped) == 64 * 1024
+    assert "characters cut" in capped
 
 
 def test_huge_failure_text_is_capped_in_the_record() -> None:
@@ -254,11 +287,15 @@ def test_runstate_in_flight_and_crashed(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     writer = JournalWriter(path)
     for rec in [
-        RunRecord("r", 1.0), AttemptRecord("r", 1, 1.0),
-        StartRecord("r", 1, "a"), ResultRecord("r", 1, "a", "passed", 0.1),
+        RunRecord("r", 1.0),
+        AttemptRecord("r", 1, 1.0),
+        StartRecord("r", 1, "a"),
+        ResultRecord("r", 1, "a", "passed", 0.1),
         StartRecord("r", 1, "b"),  # attempt 1 died here
-        AttemptRecord("r", 2, 2.0), StartRecord("r", 2, "b"),  # and attempt 2 here
-        RunRecord("other", 3.0), AttemptRecord("other", 1, 3.0),
+        AttemptRecord("r", 2, 2.0),
+        StartRecord("r", 2, "b"),  # and attempt 2 here
+        RunRecord("other", 3.0),
+        AttemptRecord("other", 1, 3.0),
         StartRecord("other", 1, "b"),
     ]:
         writer.append(rec)
@@ -266,9 +303,11 @@ def test_runstate_in_flight_and_crashed(tmp_path: Path) -> None:
     index = load_index(path)
     assert list(index.runs) == ["r", "other"]
     summary = index.find_resumable(None, None)
-    assert summary is not None and summary.id == "other"
+    assert summary is not None
+    assert summary.id == "other"
     state = load_run(path, index.runs["r"])
     assert set(state.results) == {"a"}
-    assert state.in_flight(1) == {"b"} and state.in_flight(2) == {"b"}
+    assert state.in_flight(1) == {"b"}
+    assert state.in_flight(2) == {"b"}
     assert state.crashed_candidates(3) == ["b"]
     assert state.crashed_candidates(2) == []

@@ -13,7 +13,9 @@ from conftest import SUITE_28, Suite, interrupt, literal, node
 ALL_28 = [node(i) for i in range(28)]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name
+)
 def test_interrupted_after_8_resume_runs_exactly_the_other_20(
     suite: Suite, pytester: pytest.Pytester, sig: signal.Signals
 ) -> None:
@@ -31,20 +33,27 @@ def test_interrupted_after_8_resume_runs_exactly_the_other_20(
         assert first.returncode == 2, first.output
         assert "KeyboardInterrupt" in first.output
         [end] = suite.records("end")
-        assert end["complete"] is False and end["status"] == 2
+        assert end["complete"] is False
+        assert end["status"] == 2
         assert "20 of 28 tests have no result yet; continue with: pytest --resume" in first.output
 
     resumed = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
     ran = suite.take_ran()
     assert ran == ALL_28[8:]  # exactly the 20 without a result, each once
     assert resumed.ret == 1  # test 5 failed in the first attempt and stays failed
-    resumed.stdout.fnmatch_lines([
-        literal("resumable: resuming run * (attempt 2): 8/28 have results (7 passed, 1 failed); "
-                "20 to run; 1 was in flight: test_suite.py::test_n[8]"),
-        literal("FAILED (carried) test_suite.py::test_n[5] - AssertionError: five is not allowed*"),
-        "*1 failed, 27 passed*",
-        "resumable: run * complete after 2 attempts (27 passed, 1 failed)",
-    ])
+    resumed.stdout.fnmatch_lines(
+        [
+            literal(
+                "resumable: resuming run * (attempt 2): 8/28 have results (7 passed, 1 failed); "
+                "20 to run; 1 was in flight: test_suite.py::test_n[8]"
+            ),
+            literal(
+                "FAILED (carried) test_suite.py::test_n[5] - AssertionError: five is not allowed*"
+            ),
+            "*1 failed, 27 passed*",
+            "resumable: run * complete after 2 attempts (27 passed, 1 failed)",
+        ]
+    )
     assert resumed.outlines[-1].startswith("resumable: run ")  # the very last line
     runs = {r["run"] for r in suite.records("result")}
     assert len(runs) == 1
@@ -58,12 +67,16 @@ def test_interrupted_after_8_resume_runs_exactly_the_other_20(
     assert len(suite.records("run")) == 2
 
 
-def test_resume_with_nothing_recorded_starts_a_new_run(suite: Suite, pytester: pytest.Pytester) -> None:
+def test_resume_with_nothing_recorded_starts_a_new_run(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
     pytester.makepyfile(test_suite=SUITE_28)
     result = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
     assert result.ret == 1
     assert suite.take_ran() == ALL_28
-    result.stdout.fnmatch_lines(["resumable: recording run * to .pytest_cache/d/resumable/journal.jsonl"])
+    result.stdout.fnmatch_lines(
+        ["resumable: recording run * to .pytest_cache/d/resumable/journal.jsonl"]
+    )
 
 
 def test_plain_run_is_recorded_and_can_be_resumed(suite: Suite, pytester: pytest.Pytester) -> None:
@@ -110,28 +123,36 @@ def test_test_in_flight_in_two_dead_attempts_is_recorded_crashed(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
     """A test that kills the process cannot make resuming loop forever."""
-    pytester.makepyfile(test_suite=SUITE_28, test_killer="""
+    pytester.makepyfile(
+        test_suite=SUITE_28,
+        test_killer="""
         import os, signal
         def test_kills():
             os.kill(os.getpid(), signal.SIGKILL)
         def test_after():
             pass
-    """)
+    """,
+    )
     for _ in range(2):
         dead = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "test_killer.py")
         assert dead.ret == -signal.SIGKILL
     third = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "test_killer.py")
     assert third.ret == 1
-    third.stdout.fnmatch_lines([
-        "*1 recorded crashed (in flight in 2 dead attempts)*",
-        "FAILED (carried) test_killer.py::test_kills - crashed: the process died*",
-        "resumable: run * complete after 3 attempts (1 passed, 1 crashed)",
-    ])
-    assert Counter(suite.take_ran()) == {"test_killer.py::test_kills": 2,
-                                         "test_killer.py::test_after": 1}
+    third.stdout.fnmatch_lines(
+        [
+            "*1 recorded crashed (in flight in 2 dead attempts)*",
+            "FAILED (carried) test_killer.py::test_kills - crashed: the process died*",
+            "resumable: run * complete after 3 attempts (1 passed, 1 crashed)",
+        ]
+    )
+    assert Counter(suite.take_ran()) == {
+        "test_killer.py::test_kills": 2,
+        "test_killer.py::test_after": 1,
+    }
     # --resume-retry-failed runs a crashed test again (a new run, the old one is complete)
     retry = pytester.runpytest_subprocess(
-        "--resume-retry-failed", "-p", "no:xdist", "test_killer.py::test_after")
+        "--resume-retry-failed", "-p", "no:xdist", "test_killer.py::test_after"
+    )
     assert retry.ret == 0
 
 
@@ -174,17 +195,25 @@ def test_selection_may_change_between_attempts(suite: Suite, pytester: pytest.Py
     pytester.makepyfile(test_suite=SUITE_28)
     interrupt(suite, ["-p", "no:xdist"], block_at=node(10), sig=signal.SIGKILL)
     suite.take_ran()
-    result = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "-k", "test_n[1 or test_n[2")
+    result = pytester.runpytest_subprocess(
+        "--resume", "-p", "no:xdist", "-k", "test_n[1 or test_n[2"
+    )
     # -k keeps 1, 2, 10..19, 20..27; 1 and 2 are carried
     expected = [t for t in ALL_28 if t.split("[")[1][0] in "12" and t not in (node(1), node(2))]
     assert suite.take_ran() == expected
     result.stdout.fnmatch_lines(["resumable: run * complete after 2 attempts*"])
 
 
-def test_resume_id_names_the_run(suite: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_id_names_the_run(
+    suite: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makepyfile(test_suite=SUITE_28)
-    interrupt(suite, ["-p", "no:xdist", "--resume-id", "ci-41"], block_at=node(4), sig=signal.SIGKILL)
-    interrupt(suite, ["-p", "no:xdist", "--resume-id", "ci-42"], block_at=node(9), sig=signal.SIGKILL)
+    interrupt(
+        suite, ["-p", "no:xdist", "--resume-id", "ci-41"], block_at=node(4), sig=signal.SIGKILL
+    )
+    interrupt(
+        suite, ["-p", "no:xdist", "--resume-id", "ci-42"], block_at=node(9), sig=signal.SIGKILL
+    )
     suite.take_ran()
     monkeypatch.setenv("PYTEST_RESUME_ID", "ci-41")
     pytester.runpytest_subprocess("-p", "no:xdist")
@@ -207,7 +236,9 @@ def test_resume_new_starts_a_new_run(suite: Suite, pytester: pytest.Pytester) ->
     assert len(suite.records("run")) == 2
 
 
-def test_journal_option_env_and_ini(suite: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_journal_option_env_and_ini(
+    suite: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makepyfile(test_suite="def test_a(): pass\n")
     pytester.runpytest_subprocess("--resume-journal", "j/opt.jsonl", "-p", "no:xdist")
     assert (pytester.path / "j" / "opt.jsonl").exists()
@@ -224,7 +255,10 @@ def test_journal_option_env_and_ini(suite: Suite, pytester: pytest.Pytester, mon
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--resume-fsync", "sometimes"], "ERROR: --resume-fsync: unknown mode 'sometimes'; expected one of always, interval, never"),
+        (
+            ["--resume-fsync", "sometimes"],
+            "ERROR: --resume-fsync: unknown mode 'sometimes'; expected one of always, interval, never",
+        ),
         (["--resume-id", ""], "ERROR: --resume-id: invalid run id ''*"),
         (["--resume-id", "a\nb"], "ERROR: --resume-id: invalid run id*"),
         (["--resume", "--resume-new"], "ERROR: --resume-new: cannot be combined with --resume*"),
@@ -252,5 +286,7 @@ def test_malformed_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize("mode", ["always", "interval", "never"])
 def test_fsync_modes_record_everything(suite: Suite, pytester: pytest.Pytester, mode: str) -> None:
     pytester.makepyfile(test_suite=SUITE_28)
-    interrupt(suite, ["-p", "no:xdist", "--resume-fsync", mode], block_at=node(8), sig=signal.SIGKILL)
+    interrupt(
+        suite, ["-p", "no:xdist", "--resume-fsync", mode], block_at=node(8), sig=signal.SIGKILL
+    )
     assert [r["test"] for r in suite.records("result")] == ALL_28[:8]

@@ -29,11 +29,11 @@ def read_only(directory: Path) -> Iterator[None]:
         finally:
             directory.chmod(0o755)
         return
-    bind = subprocess.run(["mount", "--bind", str(directory), str(directory)],
-                          capture_output=True)
+    bind = subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True)
     if bind.returncode == 0:
-        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(directory)],
-                                 capture_output=True)
+        remount = subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(directory)], capture_output=True
+        )
         try:
             if remount.returncode != 0:
                 pytest.skip("cannot remount read-only here")
@@ -56,7 +56,8 @@ def test_read_only_journal_dir_with_resume_is_one_line_error_before_any_test(
     pytester.makepyfile(test_suite=SUITE_28)
     with read_only(pytester.path / "ro"):
         result = pytester.runpytest_subprocess(
-            "--resume", "--resume-journal", "ro/journal.jsonl", "-p", "no:xdist")
+            "--resume", "--resume-journal", "ro/journal.jsonl", "-p", "no:xdist"
+        )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert suite.ran() == []  # before any test ran
     errors = [line for line in result.stderr.lines if line.strip()]
@@ -71,13 +72,18 @@ def test_read_only_journal_dir_when_only_recording_warns_and_runs(
 ) -> None:
     pytester.makepyfile(test_suite=SUITE_28)
     with read_only(pytester.path / "ro"):
-        result = pytester.runpytest_subprocess("--resume-journal", "ro/journal.jsonl",
-                                               "-p", "no:xdist")
+        result = pytester.runpytest_subprocess(
+            "--resume-journal", "ro/journal.jsonl", "-p", "no:xdist"
+        )
     # --resume-journal alone is not a request to resume: recording is best effort
     assert result.ret == 1
     assert suite.ran() == ALL_28
-    result.stdout.fnmatch_lines(["resumable: cannot *ro/journal.jsonl*; this session is not recorded",
-                                 "*1 failed, 27 passed*"])
+    result.stdout.fnmatch_lines(
+        [
+            "resumable: cannot *ro/journal.jsonl*; this session is not recorded",
+            "*1 failed, 27 passed*",
+        ]
+    )
     assert len([line for line in result.outlines if line.startswith("resumable:")]) == 1
 
 
@@ -99,11 +105,16 @@ def test_newer_journal_version_is_refused_and_left_untouched(
     suite.journal.write_bytes(content)
     result = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: resumable: the journal * has format version 7, but this "
-                                 "pytest-resumable understands version 1 at most*"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: resumable: the journal * has format version 7, but this "
+            "pytest-resumable understands version 1 at most*"
+        ]
+    )
     assert suite.ran() == []
     plain = pytester.runpytest_subprocess("-p", "no:xdist")
-    assert plain.ret == 1 and suite.ran() == ALL_28
+    assert plain.ret == 1
+    assert suite.ran() == ALL_28
     plain.stdout.fnmatch_lines(["resumable: the journal * has format version 7*not recorded"])
     assert suite.journal.read_bytes() == content
 
@@ -121,9 +132,11 @@ def test_corrupt_line_is_skipped_counted_and_its_test_runs_again(
     result = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
     assert suite.take_ran() == [node(3), *ALL_28[10:]]
     result.stdout.fnmatch_lines(["*9/28 have results*; 1 corrupt journal lines skipped"])
-    status = subprocess.run([sys.executable, "-m", "pytest_resumable", "status",
-                             "--journal", str(suite.journal)],
-                            capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "pytest_resumable", "status", "--journal", str(suite.journal)],
+        capture_output=True,
+        text=True,
+    )
     assert status.returncode == 0
     assert "1 corrupt line skipped" in status.stdout
 
@@ -138,9 +151,14 @@ def test_disk_full_mid_run_warns_once_and_results_are_unaffected(
     def small_disk() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run(python_pytest("-p", "no:xdist", "-p", "no:cacheprovider"),
-                          cwd=pytester.path, capture_output=True, text=True,
-                          preexec_fn=small_disk, timeout=120)
+    proc = subprocess.run(
+        python_pytest("-p", "no:xdist", "-p", "no:cacheprovider"),
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+        timeout=120,
+    )
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr  # the real failure, nothing else
     assert "1 failed, 27 passed" in out

@@ -10,7 +10,7 @@ import pytest
 from conftest import Suite, interrupt
 
 # Two modules, classes and xdist groups, so every --dist mode spreads work over both workers.
-MODULE = '''
+MODULE = """
 import pytest
 
 @pytest.mark.parametrize("i", range(12))
@@ -22,7 +22,7 @@ class TestC:
     @pytest.mark.parametrize("i", range(6))
     def test_m(self, i):
         pass
-'''
+"""
 
 DIST_MODES = ["load", "loadscope", "loadfile", "loadgroup", "worksteal"]
 
@@ -49,8 +49,12 @@ def results_of(suite: Suite) -> list[str]:
 @pytest.mark.parametrize("dist", DIST_MODES)
 @pytest.mark.parametrize(
     ("sig", "group"),
-    [(signal.SIGKILL, False), (signal.SIGINT, False), (signal.SIGINT, True),
-     (signal.SIGTERM, False)],
+    [
+        (signal.SIGKILL, False),
+        (signal.SIGINT, False),
+        (signal.SIGINT, True),
+        (signal.SIGTERM, False),
+    ],
     ids=["SIGKILL-controller", "SIGINT-controller", "SIGINT-group", "SIGTERM-controller"],
 )
 def test_interrupted_xdist_run_resumes_exactly(
@@ -77,23 +81,27 @@ def test_interrupted_xdist_run_resumes_exactly(
     assert {t for t, n in executions.items() if n > 1} == in_flight
     assert Counter(results_of(suite)) == Counter(ids)  # one result per test in the journal
     assert resumed.ret == 1  # test_a.py::test_f[7] fails, whichever attempt ran it
-    resumed.stdout.fnmatch_lines([
-        "resumable: resuming run * (attempt 2): *36 have results*",
-        "resumable: run * complete after 2 attempts (35 passed, 1 failed)",
-    ])
+    resumed.stdout.fnmatch_lines(
+        [
+            "resumable: resuming run * (attempt 2): *36 have results*",
+            "resumable: run * complete after 2 attempts (35 passed, 1 failed)",
+        ]
+    )
 
 
 def test_worker_crash_records_crashed_and_is_not_run_again(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
-    pytester.makepyfile(test_crash="""
+    pytester.makepyfile(
+        test_crash="""
         import os, pytest
 
         @pytest.mark.parametrize("i", range(10))
         def test_t(i):
             if i == 4:
                 os._exit(1)
-    """)
+    """
+    )
     first = pytester.runpytest_subprocess("-n", "2")
     assert first.ret == 1
     first.stdout.fnmatch_lines(["*worker 'gw*' crashed while running*test_t?4?*"])
@@ -107,14 +115,16 @@ def test_worker_crash_records_crashed_and_is_not_run_again(
 
 
 def test_worker_crash_then_resume_carries_crash(suite: Suite, pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_crash="""
+    pytester.makepyfile(
+        test_crash="""
         import os, pytest
 
         @pytest.mark.parametrize("i", range(10))
         def test_t(i):
             if i == 4:
                 os._exit(1)
-    """)
+    """
+    )
     pytester.makepyfile(test_zblock="def test_z(): pass\n")
     interrupt(suite, ["-n", "2"], block_at="test_zblock.py::test_z", sig=signal.SIGKILL)
     suite.take_ran()
@@ -130,14 +140,16 @@ def test_worker_crash_then_resume_carries_crash(suite: Suite, pytester: pytest.P
 def test_max_worker_restart_0_leaves_tests_without_result(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
-    pytester.makepyfile(test_crash="""
+    pytester.makepyfile(
+        test_crash="""
         import os, pytest
 
         @pytest.mark.parametrize("i", range(30))
         def test_t(i):
             if i in (2, 3):
                 os._exit(1)
-    """)
+    """
+    )
     first = pytester.runpytest_subprocess("-n", "2", "--max-worker-restart", "0")
     assert "INTERNALERROR" not in first.stdout.str()
     recorded = results_of(suite)
@@ -157,7 +169,9 @@ def test_workers_never_open_the_journal(suite: Suite, pytester: pytest.Pytester)
     """A worker that touched the journal would need its path: give workers a journal path
     that only the controller could ever open, and check it was written once per test."""
     ids = make_suite(pytester)
-    pytester.makeconftest(pytester.path.joinpath("conftest.py").read_text() + '''
+    pytester.makeconftest(
+        pytester.path.joinpath("conftest.py").read_text()
+        + """
 import builtins, os
 
 def _guard(real):
@@ -171,7 +185,8 @@ def pytest_configure(config):
     if hasattr(config, "workerinput"):
         os.open = _guard(os.open)
         builtins.open = _guard(builtins.open)
-''')
+"""
+    )
     result = pytester.runpytest_subprocess("-n", "2")
     assert result.ret == 1
     assert Counter(results_of(suite)) == Counter(ids)
@@ -179,8 +194,9 @@ def pytest_configure(config):
 
 def test_dist_each_runs_everything_again(suite: Suite, pytester: pytest.Pytester) -> None:
     ids = make_suite(pytester)
-    interrupt(suite, ["-n", "2", "--dist", "each"], block_at=blockers(ids), sig=signal.SIGKILL,
-              wait_for=4)
+    interrupt(
+        suite, ["-n", "2", "--dist", "each"], block_at=blockers(ids), sig=signal.SIGKILL, wait_for=4
+    )
     suite.take_ran()
     resumed = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "--resume")
     assert Counter(suite.take_ran()) == Counter(ids * 2)  # every test on both workers

@@ -51,29 +51,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [_row(summary, path) for summary in index.runs.values()]
     corrupt = index.stats.corrupt
     if args.json:
-        json.dump({"journal": str(path), "runs": rows, "corrupt_lines": corrupt}, sys.stdout,
-                  indent=2)
+        json.dump(
+            {"journal": str(path), "runs": rows, "corrupt_lines": corrupt}, sys.stdout, indent=2
+        )
         sys.stdout.write("\n")
         return 0
     if not rows:
         print(f"{path}: no runs recorded")
     else:
-        header = ("run", "id", "shard", "attempts", "results", "failed", "crashed", "state",
-                  "last activity")
+        header = (
+            "run",
+            "id",
+            "shard",
+            "attempts",
+            "results",
+            "failed",
+            "crashed",
+            "state",
+            "last activity",
+        )
         table = [header]
         for row in rows:
             selected = row["selected"]
-            table.append((
-                str(row["run"]), str(row["resume_id"] or "-"), str(row["shard"] or "-"),
-                str(row["attempts"]),
-                f"{row['results']}/{selected if selected is not None else '?'}",
-                str(row["failed"]), str(row["crashed"]),
-                "complete" if row["complete"] else "incomplete",
-                _when(float(row["last_activity"])),  # type: ignore[arg-type]
-            ))
+            table.append(
+                (
+                    str(row["run"]),
+                    str(row["resume_id"] or "-"),
+                    str(row["shard"] or "-"),
+                    str(row["attempts"]),
+                    f"{row['results']}/{selected if selected is not None else '?'}",
+                    str(row["failed"]),
+                    str(row["crashed"]),
+                    "complete" if row["complete"] else "incomplete",
+                    _when(float(row["last_activity"])),  # type: ignore[arg-type]
+                )
+            )
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         for r in table:
-            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip())
     if corrupt:
         print(f"{corrupt} corrupt line{'s' if corrupt != 1 else ''} skipped")
     return 0
@@ -86,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--journal", type=Path, default=None,
+        "--journal",
+        type=Path,
+        default=None,
         help=f"journal file (default: $PYTEST_RESUME_JOURNAL, else {DEFAULT_JOURNAL})",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

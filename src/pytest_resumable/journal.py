@@ -7,6 +7,7 @@ in it. The format is a public interface, documented in ``docs/journal-format.md`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -21,7 +22,9 @@ import filelock
 FORMAT: Final = "pytest-resumable"
 VERSION: Final = 1
 
-Outcome: TypeAlias = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed"]
+Outcome: TypeAlias = Literal[
+    "passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed"
+]
 OUTCOMES: Final[frozenset[str]] = frozenset(
     ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed")
 )
@@ -135,14 +138,35 @@ START_PREFIX: Final = b'{"type":"start",'
 RESULT_PREFIX: Final = b'{"type":"result",'
 
 
+def start_prefix(run: str, attempt: int) -> str:
+    """The fixed part of the start records of one attempt; add ``encode_str(test) + "}\\n"``."""
+    return f'{{"type":"start","run":{_s(run)},"attempt":{attempt},"test":'
+
+
+encode_str = _enc
+
+
+def encode_passed(
+    run: str, attempt: int, test: str, duration: float, line: int | None, file_hash: str | None
+) -> bytes:
+    """``encode(ResultRecord(..., "passed", ...))``, without building the record: the hot path
+    of a passing test (most tests), ~1 µs."""
+    return (
+        f'{{"type":"result","run":{_s(run)},"attempt":{attempt},"test":{_enc(test)},'
+        f'"outcome":"passed","duration":{round(duration, 6)!r}'
+        + ("" if line is None else f',"line":{line}')
+        + ("" if file_hash is None else f',"file_hash":{_enc(file_hash)}')
+        + "}\n"
+    ).encode("utf-8", "surrogatepass")
+
+
 def encode(record: Record) -> bytes:
     """One record as one ``\\n``-terminated line of UTF-8 JSON."""
     if isinstance(record, StartRecord):
-        # The hot path: written for every test. Hand-formatted, ~1 µs.
-        return (
-            f'{{"type":"start","run":{_s(record.run)},"attempt":{record.attempt},'
-            f'"test":{_s(record.test)}}}\n'
-        ).encode()
+        # Hand-formatted: the start and result lines are written for every test.
+        return (start_prefix(record.run, record.attempt) + _enc(record.test) + "}\n").encode(
+            "utf-8", "surrogatepass"
+        )
     if isinstance(record, ResultRecord):
         line = (
             f'{{"type":"result","run":{_s(record.run)},"attempt":{record.attempt},'
@@ -166,15 +190,33 @@ def encode(record: Record) -> bytes:
         if record.created is not None:
             fields["created"] = record.created
     elif isinstance(record, RunRecord):
-        fields = {"type": "run", "run": record.run, "time": record.time,
-                  "resume_id": record.resume_id, "shard": record.shard}
+        fields = {
+            "type": "run",
+            "run": record.run,
+            "time": record.time,
+            "resume_id": record.resume_id,
+            "shard": record.shard,
+        }
     elif isinstance(record, AttemptRecord):
-        fields = {"type": "attempt", "run": record.run, "attempt": record.attempt,
-                  "time": record.time, "pid": record.pid, "host": record.host}
+        fields = {
+            "type": "attempt",
+            "run": record.run,
+            "attempt": record.attempt,
+            "time": record.time,
+            "pid": record.pid,
+            "host": record.host,
+        }
     else:
-        fields = {"type": "end", "run": record.run, "attempt": record.attempt,
-                  "time": record.time, "status": record.status, "selected": record.selected,
-                  "results": record.results, "complete": record.complete}
+        fields = {
+            "type": "end",
+            "run": record.run,
+            "attempt": record.attempt,
+            "time": record.time,
+            "status": record.status,
+            "selected": record.selected,
+            "results": record.results,
+            "complete": record.complete,
+        }
     text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (text + "\n").encode("utf-8", "surrogatepass")
 
@@ -253,25 +295,41 @@ def decode(line: bytes) -> Record | _Unknown | None:
                 longrepr=_opt_str(obj, "longrepr"),
             )
         if kind == "run":
-            return RunRecord(_str(obj, "run"), _num(obj, "time"),
-                             _opt_str(obj, "resume_id"), _opt_str(obj, "shard"))
+            return RunRecord(
+                _str(obj, "run"),
+                _num(obj, "time"),
+                _opt_str(obj, "resume_id"),
+                _opt_str(obj, "shard"),
+            )
         if kind == "attempt":
             host = obj.get("host")
-            return AttemptRecord(_str(obj, "run"), _int(obj, "attempt"), _num(obj, "time"),
-                                 _opt_int(obj, "pid"), host if isinstance(host, str) else None)
+            return AttemptRecord(
+                _str(obj, "run"),
+                _int(obj, "attempt"),
+                _num(obj, "time"),
+                _opt_int(obj, "pid"),
+                host if isinstance(host, str) else None,
+            )
         if kind == "end":
             complete = obj["complete"]
             if not isinstance(complete, bool):
                 return None
-            return EndRecord(_str(obj, "run"), _int(obj, "attempt"), _num(obj, "time"),
-                             _int(obj, "status"), _int(obj, "selected"), _int(obj, "results"),
-                             complete)
+            return EndRecord(
+                _str(obj, "run"),
+                _int(obj, "attempt"),
+                _num(obj, "time"),
+                _int(obj, "status"),
+                _int(obj, "selected"),
+                _int(obj, "results"),
+                complete,
+            )
         if kind == "header":
             if obj.get("format") != FORMAT:
                 return None
             created = obj.get("created")
-            return HeaderRecord(_int(obj, "version"),
-                                float(created) if isinstance(created, (int, float)) else None)
+            return HeaderRecord(
+                _int(obj, "version"), float(created) if isinstance(created, (int, float)) else None
+            )
         if isinstance(kind, str):
             return UNKNOWN
         return None
@@ -478,10 +536,8 @@ class JournalWriter:
             self._cond.notify_all()
             if self._fd is not None:
                 if self.fsync != "never":
-                    try:
+                    with contextlib.suppress(OSError):
                         os.fsync(self._fd)
-                    except OSError:
-                        pass
                 os.close(self._fd)
                 self._fd = None
             if self._held:
@@ -511,15 +567,20 @@ class JournalWriter:
                 if self._closing:
                     break
                 now = time.monotonic()
-                if self._dirty and self._fd is not None and (
-                    now - self._last_sync >= self._fsync_interval
+                if (
+                    self._dirty
+                    and self._fd is not None
+                    and (now - self._last_sync >= self._fsync_interval)
                 ):
+                    fd, self._dirty, self._last_sync = self._fd, False, now
+                    # fsync without the mutex: appends must never wait for the disk. If
+                    # close() closes fd meanwhile, fsync fails harmlessly; close() syncs.
+                    self._cond.release()
                     try:
-                        os.fsync(self._fd)
-                    except OSError:
-                        pass
-                    self._dirty = False
-                    self._last_sync = now
+                        with contextlib.suppress(OSError):
+                            os.fsync(fd)
+                    finally:
+                        self._cond.acquire()
                 if self._held and (
                     now - self._last_write >= self._idle or now - self._held_since >= self._max_hold
                 ):
@@ -531,8 +592,7 @@ class JournalWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(
-                f"resumable: cannot create the journal directory {self.path.parent}: "
-                f"{exc.strerror}"
+                f"resumable: cannot create the journal directory {self.path.parent}: {exc.strerror}"
             ) from exc
         try:
             self._lock.acquire()
@@ -571,14 +631,16 @@ class JournalWriter:
                     on_path = None
                 mine = os.fstat(self._fd)
                 if on_path is None or (on_path.st_dev, on_path.st_ino) != (
-                    mine.st_dev, mine.st_ino
+                    mine.st_dev,
+                    mine.st_ino,
                 ):
                     os.close(self._fd)
                     self._fd = None
             if self._fd is None:
                 read_header(self.path)  # refuses a newer version or a file that is not ours
                 self._fd = os.open(
-                    self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                    self.path,
+                    os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
                     0o644,
                 )
             size = os.fstat(self._fd).st_size

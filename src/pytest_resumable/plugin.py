@@ -1,7 +1,8 @@
 """pytest11 entry point: options, ini values, validation, and registering the plugin objects.
 
-No state lives here: the controller's state is on :class:`~pytest_resumable.session.ResumableSession`,
-a worker's on :class:`~pytest_resumable.xdist.WorkerPlugin`.
+No state lives here: the controller's state is on
+:class:`~pytest_resumable.session.ResumableSession`, a worker's on
+:class:`~pytest_resumable.xdist.WorkerPlugin`.
 """
 
 from __future__ import annotations
@@ -20,43 +21,63 @@ JOURNAL_NAME = "journal.jsonl"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resumable", "resume interrupted runs (pytest-resumable)")
     group.addoption(
-        "--resume", action="store_true", dest="resumable_resume", default=False,
+        "--resume",
+        action="store_true",
+        dest="resumable_resume",
+        default=False,
         help="continue the latest unfinished run: run only the tests that have no result yet "
         "(with no unfinished run, start a new one)",
     )
     group.addoption(
-        "--resume-id", metavar="ID", dest="resumable_resume_id", default=None,
+        "--resume-id",
+        metavar="ID",
+        dest="resumable_resume_id",
+        default=None,
         help="name the run (in CI: the pipeline's run id); implies --resume. "
         "Default: $PYTEST_RESUME_ID",
     )
     group.addoption(
-        "--resume-new", action="store_true", dest="resumable_new", default=False,
+        "--resume-new",
+        action="store_true",
+        dest="resumable_new",
+        default=False,
         help="start a new run even if an unfinished one exists",
     )
     group.addoption(
-        "--resume-retry-failed", action="store_true", dest="resumable_retry_failed",
+        "--resume-retry-failed",
+        action="store_true",
+        dest="resumable_retry_failed",
         default=False,
         help="also run again the tests whose carried result is failed, error or crashed; "
         "implies --resume",
     )
     group.addoption(
-        "--resume-journal", metavar="PATH", dest="resumable_journal", default=None,
+        "--resume-journal",
+        metavar="PATH",
+        dest="resumable_journal",
+        default=None,
         help="journal file. Default: $PYTEST_RESUME_JOURNAL, the resume_journal ini value, "
         f"or <cache_dir>/d/resumable/{JOURNAL_NAME}",
     )
     group.addoption(
-        "--resume-fsync", metavar="MODE", dest="resumable_fsync", default=None,
+        "--resume-fsync",
+        metavar="MODE",
+        dest="resumable_fsync",
+        default=None,
         help="always | interval (default: at most ~1 s of results at risk on power loss) | "
         "never. No mode loses a result when a process is killed",
     )
     parser.addini("resume_journal", "journal file for pytest-resumable", default="")
     parser.addini("resume_fsync", "always | interval | never (pytest-resumable)", default="")
     parser.addini(
-        "resume_record", "record every run, even without --resume (pytest-resumable)",
-        type="bool", default=True,
+        "resume_record",
+        "record every run, even without --resume (pytest-resumable)",
+        type="bool",
+        default=True,
     )
     parser.addini(
-        "resume_lock_timeout", "seconds to wait for the journal lock (pytest-resumable)",
+        "resume_lock_timeout",
+        "seconds to wait for the journal lock (pytest-resumable)",
         default="30",
     )
 
@@ -89,8 +110,11 @@ def read_settings(config: pytest.Config) -> Settings:
         option_name = "PYTEST_RESUME_ID"
     if resume_id is not None:
         if not resume_id.strip() or any(ord(c) < 32 or ord(c) == 127 for c in resume_id):
-            raise _usage(option_name, f"invalid run id {resume_id!r}",
-                         "a non-empty name without control characters")
+            raise _usage(
+                option_name,
+                f"invalid run id {resume_id!r}",
+                "a non-empty name without control characters",
+            )
         if len(resume_id) > 200:
             raise _usage(option_name, "run id too long", "at most 200 characters")
 
@@ -114,8 +138,9 @@ def read_settings(config: pytest.Config) -> Settings:
         if not lock_timeout >= 0 or lock_timeout == float("inf"):
             raise ValueError
     except ValueError:
-        raise _usage("resume_lock_timeout", f"invalid value {raw_timeout!r}",
-                     "a number of seconds >= 0") from None
+        raise _usage(
+            "resume_lock_timeout", f"invalid value {raw_timeout!r}", "a number of seconds >= 0"
+        ) from None
 
     journal = _journal_path(config)
     resume = bool(opt.resumable_resume or resume_id is not None or opt.resumable_retry_failed)
@@ -127,7 +152,7 @@ def read_settings(config: pytest.Config) -> Settings:
         resume_id=resume_id,
         new=bool(opt.resumable_new),
         retry_failed=bool(opt.resumable_retry_failed),
-        fsync=fsync,  # type: ignore[arg-type]  # checked against FSYNC_MODES
+        fsync=fsync,
         lock_timeout=lock_timeout,
     )
 

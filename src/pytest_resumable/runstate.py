@@ -78,7 +78,7 @@ class JournalIndex:
 
 
 def _is_test_line(raw: bytes) -> bool:
-    return (raw.startswith(RESULT_PREFIX) or raw.startswith(START_PREFIX)) and raw.endswith(b"}\n")
+    return (raw.startswith((RESULT_PREFIX, START_PREFIX))) and raw.endswith(b"}\n")
 
 
 def load_index(path: Path) -> JournalIndex:

@@ -35,7 +35,10 @@ from pytest_resumable.journal import (
     Outcome,
     ResultRecord,
     RunRecord,
-    StartRecord,
+    encode,
+    encode_passed,
+    encode_str,
+    start_prefix,
 )
 from pytest_resumable.plugin import Settings
 from pytest_resumable.runstate import RunState, load_index, load_run
@@ -69,7 +72,11 @@ def _crash_message(report: pytest.TestReport) -> str | None:
 
 
 def result_from_reports(
-    run: str, attempt: int, nodeid: str, pending: _Pending, teardown: pytest.TestReport,
+    run: str,
+    attempt: int,
+    nodeid: str,
+    pending: _Pending,
+    teardown: pytest.TestReport,
     file_hash: str | None,
 ) -> ResultRecord:
     """The one result of a test, from its setup, call and teardown reports."""
@@ -104,10 +111,16 @@ def result_from_reports(
     elif outcome == "skipped" and isinstance(deciding.longrepr, tuple):
         message = str(deciding.longrepr[2])
     return ResultRecord(
-        run=run, attempt=attempt, test=nodeid, outcome=outcome, duration=duration,
+        run=run,
+        attempt=attempt,
+        test=nodeid,
+        outcome=outcome,
+        duration=duration,
         when=deciding.when if outcome != "passed" else None,
         line=deciding.location[1] if deciding.location else None,
-        file_hash=file_hash, message=message, longrepr=longrepr,
+        file_hash=file_hash,
+        message=message,
+        longrepr=longrepr,
     )
 
 
@@ -142,8 +155,9 @@ def carried_reports(result: ResultRecord) -> list[pytest.TestReport]:
     failure: Any = None
     if result.outcome in BAD_OUTCOMES:
         text = result.longrepr or result.message or result.outcome
-        failure = CarriedLongrepr(text, result.message or text.strip().splitlines()[-1],
-                                  path, lineno)
+        failure = CarriedLongrepr(
+            text, result.message or text.strip().splitlines()[-1], path, lineno
+        )
     phases: dict[str, tuple[str, Any, dict[str, Any]]] = {
         "setup": ("passed", None, {}),
         "call": ("passed", None, {}),
@@ -156,7 +170,7 @@ def carried_reports(result: ResultRecord) -> list[pytest.TestReport]:
     elif outcome == "xpassed":
         phases["call"] = ("passed", None, {"wasxfail": result.message or ""})
     elif outcome in ("skipped", "xfailed"):
-        extra = {"wasxfail": result.message or ""} if outcome == "xfailed" else {}
+        extra: dict[str, Any] = {"wasxfail": result.message or ""} if outcome == "xfailed" else {}
         reason = (result.message or "Skipped") if outcome == "skipped" else ""
         longrepr: Any = (path, lineno, reason) if outcome == "skipped" else None
         phases[when if when in phases else "call"] = ("skipped", longrepr, extra)
@@ -171,10 +185,15 @@ def carried_reports(result: ResultRecord) -> list[pytest.TestReport]:
     reports = []
     for phase, (phase_outcome, longrepr, extra) in phases.items():
         report = pytest.TestReport(
-            nodeid=result.test, location=location, keywords={}, outcome=phase_outcome,  # type: ignore[arg-type]
-            longrepr=longrepr, when=phase,  # type: ignore[arg-type]
-            duration=result.duration if phase == "call" or (
-                phase == "setup" and "call" not in phases) else 0.0,
+            nodeid=result.test,
+            location=location,
+            keywords={},
+            outcome=phase_outcome,  # type: ignore[arg-type]
+            longrepr=longrepr,
+            when=phase,  # type: ignore[arg-type]
+            duration=result.duration
+            if phase == "call" or (phase == "setup" and "call" not in phases)
+            else 0.0,
             **extra,
         )
         setattr(report, CARRIED_ATTR, result.attempt)
@@ -186,8 +205,6 @@ def carried_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None
     """Category, letter and word of a replayed report: pytest's, with the word marked."""
     if report.when != "call" and report.passed:
         return "", "", ""
-    if report.when == "setup" and report.skipped and not hasattr(report, "wasxfail"):
-        pass
     if hasattr(report, "wasxfail"):
         if report.skipped:
             return "xfailed", "x", "XFAIL (carried)"
@@ -213,7 +230,8 @@ def skip_carried(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """
     setupstate = item.session._setupstate  # no public API does this; runner.py does the same
     call = pytest.CallInfo.from_call(
-        lambda: setupstate.teardown_exact(nextitem), when="teardown",
+        lambda: setupstate.teardown_exact(nextitem),
+        when="teardown",
         reraise=(pytest.exit.Exception, KeyboardInterrupt),
     )
     if call.excinfo is not None:
@@ -265,8 +283,11 @@ class ResumableSession:
         self.corrupt_lines = 0
         #: the node ids selected in this attempt, known after collection
         self.selected: list[str] | None = None
-        self.new_results: dict[str, ResultRecord] = {}
-        self._pending: dict[str, _Pending] = {}
+        #: outcome of each test that got a result in this attempt
+        self.new_results: dict[str, str] = {}
+        self._setups: dict[str, pytest.TestReport] = {}
+        self._calls: dict[str, pytest.TestReport] = {}
+        self._start_prefix = ""
         self._replaying = False
         self._hashes = FileHashes(config.rootpath)
         self._broken: str | None = None
@@ -289,17 +310,19 @@ class ResumableSession:
             self._close_writer()
             return
         self.active = True
+        self._start_prefix = start_prefix(self.run_id, self.attempt)
+        if self.carried:
+            self.config.pluginmanager.register(CarriedResults(self), "resumable-carried")
         self._install_sigterm()
 
     def _start(self) -> None:
         settings = self.settings
         index = load_index(settings.journal)
         self.corrupt_lines = index.stats.corrupt
-        summary = (
-            index.find_resumable(settings.resume_id, None) if settings.resume else None
+        summary = index.find_resumable(settings.resume_id, None) if settings.resume else None
+        writer = JournalWriter(
+            settings.journal, fsync=settings.fsync, lock_timeout=settings.lock_timeout
         )
-        writer = JournalWriter(settings.journal, fsync=settings.fsync,
-                               lock_timeout=settings.lock_timeout)
         self.writer = writer
         writer.open()
         now = round(time.time(), 3)
@@ -321,11 +344,17 @@ class ResumableSession:
                 self.in_flight = sorted(state.in_flight(last.number) - set(state.results))
             if not settings.retry_failed:
                 self.crashed_now = state.crashed_candidates(self.attempt)
-        writer.append(AttemptRecord(self.run_id, self.attempt, now, os.getpid(),
-                                    socket.gethostname()))
+        writer.append(
+            AttemptRecord(self.run_id, self.attempt, now, os.getpid(), socket.gethostname())
+        )
         for test in self.crashed_now:
             crashed = ResultRecord(
-                self.run_id, self.attempt, test, "crashed", 0.0, when="call",
+                self.run_id,
+                self.attempt,
+                test,
+                "crashed",
+                0.0,
+                when="call",
                 file_hash=self._hashes.for_test(test),
                 message="crashed: the process died while this test ran, in two attempts in a "
                 "row; not run again automatically (--resume-retry-failed runs it)",
@@ -400,7 +429,9 @@ class ResumableSession:
         in_flight = [t for t in self.in_flight if t in selected]
         if in_flight:
             shown = ", ".join(in_flight[:3]) + (", ..." if len(in_flight) > 3 else "")
-            line += f"; {len(in_flight)} {'was' if len(in_flight) == 1 else 'were'} in flight: {shown}"
+            line += (
+                f"; {len(in_flight)} {'was' if len(in_flight) == 1 else 'were'} in flight: {shown}"
+            )
         if self.crashed_now:
             line += f"; {len(self.crashed_now)} recorded crashed (in flight in 2 dead attempts)"
         if self.not_carried_changed:
@@ -413,56 +444,82 @@ class ResumableSession:
 
     # -- running
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-        """A test with a carried result is not run; it is reported after the loop."""
-        if self.active and item.nodeid in self.carried:
-            skip_carried(item, nextitem)
-            return True
-        return None
-
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Called before each test runs (by xdist on the controller for worker tests)."""
         if self.active and not self._replaying and self.writer is not None:
-            self._append(StartRecord(self.run_id, self.attempt, nodeid))
+            line = self._start_prefix + encode_str(nodeid) + "}\n"
+            self._append_bytes(line.encode("utf-8", "surrogatepass"))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Called for each phase report; the teardown report completes a test's result."""
-        if not self.active or self._replaying or hasattr(report, CARRIED_ATTR):
+        """Called for each phase report; the teardown report completes a test's result.
+
+        The hot path of the plugin (3 calls per test): a passing test costs two dict stores,
+        two pops and one formatted line.
+        """
+        if not self.active or self._replaying:
             return
         nodeid = report.nodeid
-        if report.outcome == "rerun":  # pytest-rerunfailures: only the final report counts
-            self._pending.pop(nodeid, None)
-            return
-        if report.when == "setup":
-            self._pending[nodeid] = _Pending(setup=report)
-        elif report.when == "call":
-            self._pending.setdefault(nodeid, _Pending()).call = report
-        elif report.when == "teardown":
-            pending = self._pending.pop(nodeid, _Pending())
-            self._record(result_from_reports(
-                self.run_id, self.attempt, nodeid, pending, report,
-                self._hashes.for_test(nodeid),
-            ))
+        when = report.when
+        if str(report.outcome) == "rerun":  # pytest-rerunfailures: only the final report counts
+            self._setups.pop(nodeid, None)
+            self._calls.pop(nodeid, None)
+        elif when == "call":
+            self._calls[nodeid] = report
+        elif when == "setup":
+            self._setups[nodeid] = report
+        elif when == "teardown":
+            setup = self._setups.pop(nodeid, None)
+            call = self._calls.pop(nodeid, None)
+            file_hash = self._hashes.for_test(nodeid)
+            if (
+                report.passed
+                and call is not None
+                and call.passed
+                and setup is not None
+                and setup.passed
+                and not hasattr(call, "wasxfail")
+            ):
+                self.new_results[nodeid] = "passed"
+                duration = setup.duration + call.duration + report.duration
+                self._append_bytes(
+                    encode_passed(
+                        self.run_id, self.attempt, nodeid, duration, call.location[1], file_hash
+                    )
+                )
+            else:
+                pending = _Pending(setup, call)
+                self._record(
+                    result_from_reports(
+                        self.run_id, self.attempt, nodeid, pending, report, file_hash
+                    )
+                )
         else:  # xdist: a worker crashed while running this test ("???")
-            self._pending.pop(nodeid, None)
-            self._record(ResultRecord(
-                self.run_id, self.attempt, nodeid, "crashed", report.duration, when="call",
-                file_hash=self._hashes.for_test(nodeid),
-                message=report.longreprtext.strip().splitlines()[-1]
-                if report.longreprtext.strip() else "crashed",
-                longrepr=report.longreprtext or None,
-            ))
+            self._setups.pop(nodeid, None)
+            self._calls.pop(nodeid, None)
+            text = report.longreprtext.strip()
+            self._record(
+                ResultRecord(
+                    self.run_id,
+                    self.attempt,
+                    nodeid,
+                    "crashed",
+                    report.duration,
+                    when="call",
+                    file_hash=self._hashes.for_test(nodeid),
+                    message=text.splitlines()[-1] if text else "crashed",
+                    longrepr=report.longreprtext or None,
+                )
+            )
 
     def _record(self, result: ResultRecord) -> None:
-        self.new_results[result.test] = result
-        self._append(result)
+        self.new_results[result.test] = result.outcome
+        self._append_bytes(encode(result))
 
-    def _append(self, record: StartRecord | ResultRecord) -> None:
+    def _append_bytes(self, line: bytes) -> None:
         if self.writer is None:
             return
         try:
-            self.writer.append(record)
+            self.writer.append_bytes(line)
         except JournalError as exc:
             # A failure to record never fails or hides a test result: stop recording, say so.
             self._broken = str(exc)
@@ -503,14 +560,6 @@ class ResumableSession:
             self._replaying = False
             option.maxfail = maxfail
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(
-        self, report: pytest.CollectReport | pytest.TestReport
-    ) -> tuple[str, str, str] | None:
-        if isinstance(report, pytest.TestReport) and hasattr(report, CARRIED_ATTR):
-            return carried_teststatus(report)
-        return None
-
     # -- end
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -531,7 +580,7 @@ class ResumableSession:
         self._finished = True
         self._restore_sigterm()
         status = int(session.exitstatus)
-        results = {**{t: r for t, r in self.carried.items()}, **self.new_results}
+        results = {**{t: r.outcome for t, r in self.carried.items()}, **self.new_results}
         selected = self.selected
         missing: list[str] = []
         if selected is not None:
@@ -539,10 +588,17 @@ class ResumableSession:
         complete = selected is not None and not missing and status in (0, 1, 5)
         if self.writer is not None:
             try:
-                self.writer.append(EndRecord(
-                    self.run_id, self.attempt, round(time.time(), 3), status,
-                    len(selected or ()), len(selected or ()) - len(missing), complete,
-                ))
+                self.writer.append(
+                    EndRecord(
+                        self.run_id,
+                        self.attempt,
+                        round(time.time(), 3),
+                        status,
+                        len(selected or ()),
+                        len(selected or ()) - len(missing),
+                        complete,
+                    )
+                )
             except JournalError as exc:
                 self._broken = self._broken or str(exc)
         self._close_writer()
@@ -556,20 +612,23 @@ class ResumableSession:
         if complete:
             counts: dict[str, int] = {}
             for test in selected:
-                outcome = results[test].outcome
+                outcome = results[test]
                 counts[outcome] = counts.get(outcome, 0) + 1
             attempts = f"{self.attempt} attempt{'s' if self.attempt != 1 else ''}"
             bad = any(counts.get(o) for o in BAD_OUTCOMES)
             tr.write_line(
                 f"resumable: run {self.run_id} complete after {attempts} "
                 f"({describe_counts(counts)})",
-                red=bad, green=not bad, bold=True,
+                red=bad,
+                green=not bad,
+                bold=True,
             )
         else:
             tr.write_line(
                 f"resumable: run {self.run_id} incomplete: {len(missing)} of {len(selected)} "
                 f"tests have no result yet; continue with: {self.continue_command()}",
-                yellow=True, bold=True,
+                yellow=True,
+                bold=True,
             )
 
     def continue_command(self) -> str:
@@ -604,6 +663,32 @@ class ResumableSession:
             tr.write_line(f"{line}", yellow=True)
         else:
             print(line, file=sys.stderr)
+
+
+class CarriedResults:
+    """Hooks needed only when an attempt carries results; registered only then, to keep them
+    off the per-test path of every other session."""
+
+    def __init__(self, session: ResumableSession) -> None:
+        self.carried = session.carried
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        """A test with a carried result is not run; it is reported after the loop."""
+        if item.nodeid in self.carried:
+            skip_carried(item, nextitem)
+            return True
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.CollectReport | pytest.TestReport
+    ) -> tuple[str, str, str] | None:
+        if isinstance(report, pytest.TestReport) and hasattr(report, CARRIED_ATTR):
+            return carried_teststatus(report)
+        return None
 
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -55,7 +55,9 @@ class WorkerPlugin:
         self.carried = frozenset(snapshot.get("carried", ()))
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
         """Called by xdist's worker loop for each test it was handed."""
         if item.nodeid not in self.carried:
             return None
