@@ -32,7 +32,10 @@ from pytest_resumable.journal import (
     cap_text,
     decode,
     encode,
+    encode_passed,
+    encode_str,
     iter_records,
+    start_prefix,
 )
 from pytest_resumable.runstate import load_index, load_run
 
@@ -94,6 +97,26 @@ def test_encode_decode_round_trip(record: object) -> None:
     else:
         assert decoded == record
     assert json.loads(line)["type"]  # plain JSON anyone can read
+
+
+@given(
+    text,
+    st.integers(0, 10**6),
+    text,
+    st.floats(0, 1e6, allow_nan=False),
+    st.none() | st.integers(0, 10**6),
+    st.none() | text,
+)
+def test_fast_encoders_match_encode(
+    run: str, attempt: int, test: str, duration: float, line: int | None, file_hash: str | None
+) -> None:
+    assert encode_passed(run, attempt, test, duration, line, file_hash) == encode(
+        ResultRecord(run, attempt, test, "passed", duration, line=line, file_hash=file_hash)
+    )
+    fast_start = (start_prefix(run, attempt) + encode_str(test) + "}\n").encode(
+        "utf-8", "surrogatepass"
+    )
+    assert fast_start == encode(StartRecord(run, attempt, test))
 
 
 @given(st.binary(max_size=2000))
