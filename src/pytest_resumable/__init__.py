@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pytest_resumable.journal import FORMAT, VERSION, JournalError
-
-__all__ = ["FORMAT", "VERSION", "JournalError", "__version__"]
+__all__ = ["__version__"]
 
 __version__ = "0.1.0.dev0"

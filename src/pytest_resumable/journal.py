@@ -15,21 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-import filelock
+if TYPE_CHECKING:
+    import filelock
+
+from pytest_resumable.outcomes import BAD_OUTCOMES, OUTCOMES, Outcome
+
+__all__ = ["BAD_OUTCOMES", "OUTCOMES", "Outcome"]  # re-exported
 
 FORMAT: Final = "pytest-resumable"
 VERSION: Final = 1
-
-Outcome: TypeAlias = Literal[
-    "passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed"
-]
-OUTCOMES: Final[frozenset[str]] = frozenset(
-    ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed")
-)
-#: Outcomes that keep a run red until the test is run again and passes.
-BAD_OUTCOMES: Final[frozenset[str]] = frozenset(("failed", "error", "crashed"))
 
 FsyncMode: TypeAlias = Literal["always", "interval", "never"]
 FSYNC_MODES: Final = ("always", "interval", "never")
@@ -482,8 +478,16 @@ class JournalWriter:
         self._idle = idle
         self._max_hold = max_hold
         self._fsync_interval = fsync_interval
-        self._lock = filelock.FileLock(self.lock_path, timeout=lock_timeout, thread_local=False)
-        self._cond = threading.Condition(threading.Lock())
+        # Imported here: only the process that writes needs filelock (xdist workers never do).
+        import filelock
+
+        self._filelock_timeout: type[Exception] = filelock.Timeout
+        self._lock: filelock.BaseFileLock = filelock.FileLock(
+            self.lock_path, timeout=lock_timeout, thread_local=False
+        )
+        # A raw lock: ``with`` on it is one C call on the per-record path.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._fd: int | None = None
         self._held = False
         self._held_since = 0.0
@@ -509,18 +513,21 @@ class JournalWriter:
 
     def append_bytes(self, data: bytes) -> None:
         """Append whole lines. Raises :class:`JournalError` on any failure to write."""
-        with self._cond:
-            if self._closing:
-                raise JournalError("resumable: the journal writer is closed")
+        with self._mutex:
             if not self._held:
+                if self._closing:
+                    raise JournalError("resumable: the journal writer is closed")
                 self._acquire()
                 self._wake()
-            assert self._fd is not None
+            fd = self._fd
+            assert fd is not None
             try:
-                _write_all(self._fd, data)
+                written = os.write(fd, data)
+                if written != len(data):  # short write (disk full): the rest, or an OSError
+                    _write_all(fd, data[written:])
                 if self.fsync == "always":
-                    os.fsync(self._fd)
-                elif self.fsync == "interval" and not self._dirty:
+                    os.fsync(fd)
+                elif not self._dirty and self.fsync == "interval":
                     self._dirty = True
                     self._wake()
             except OSError as exc:
@@ -596,7 +603,7 @@ class JournalWriter:
             ) from exc
         try:
             self._lock.acquire()
-        except filelock.Timeout:
+        except self._filelock_timeout:
             raise JournalLockTimeout(
                 f"resumable: waited {self.lock_timeout:g} s for the journal lock "
                 f"{self.lock_path}, held by another process; try again, or raise "

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_resumable.journal import FSYNC_MODES, FsyncMode
+if TYPE_CHECKING:
+    from pytest_resumable.journal import FsyncMode
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -102,6 +104,8 @@ def _usage(option: str, problem: str, accepted: str) -> pytest.UsageError:
 
 def read_settings(config: pytest.Config) -> Settings:
     """Validate the options; raise ``pytest.UsageError`` naming the option otherwise."""
+    from pytest_resumable.journal import FSYNC_MODES  # not at import: workers skip it
+
     opt = config.option
     resume_id = opt.resumable_resume_id
     option_name = "--resume-id"

@@ -61,7 +61,7 @@ class WorkerPlugin:
         """Called by xdist's worker loop for each test it was handed."""
         if item.nodeid not in self.carried:
             return None
-        from pytest_resumable.session import skip_carried
+        from pytest_resumable.replay import skip_carried
 
         skip_carried(item, nextitem)
         return True
