@@ -52,8 +52,12 @@ def run_timed(args: list[str], cwd: Path) -> tuple[float, float]:
     """(CPU seconds of the process tree, wall seconds) of one pytest run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *args], cwd=cwd,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
@@ -79,9 +83,12 @@ def overhead(tests: int, pairs: int, extra: list[str], label: str) -> dict[str, 
                 got[name] = run_timed(args, root)
             cpu_ratios.append(got["on"][0] / got["off"][0])
             wall_ratios.append(got["on"][1] / got["off"][1])
-        return {"what": f"recording overhead, {tests:,} trivial tests, {label}",
-                "cpu": statistics.median(cpu_ratios) - 1, "wall": statistics.median(wall_ratios) - 1,
-                "pairs": pairs}
+        return {
+            "what": f"recording overhead, {tests:,} trivial tests, {label}",
+            "cpu": statistics.median(cpu_ratios) - 1,
+            "wall": statistics.median(wall_ratios) - 1,
+            "pairs": pairs,
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -97,8 +104,13 @@ def write_big_journal(path: Path, records: int) -> None:
             for t in range(1000):
                 test = f"tests/test_mod_{t // 100}.py::test_case[{t}]"
                 lines.append(encode(StartRecord(run, 1, test)))
-                lines.append(encode(ResultRecord(run, 1, test, "passed", 0.001234, line=10,
-                                                 file_hash="0123456789abcdef")))
+                lines.append(
+                    encode(
+                        ResultRecord(
+                            run, 1, test, "passed", 0.001234, line=10, file_hash="0123456789abcdef"
+                        )
+                    )
+                )
             lines.append(encode(EndRecord(run, 1, 2.0, 0, 1000, 1000, True)))
             f.write(b"".join(lines))
             written += len(lines)
@@ -120,8 +132,11 @@ def startup(records: int, pairs: int) -> dict[str, object]:
                 got[journal] = run_timed(["--resume", "--resume-journal", str(journal)], root)[1]
             deltas.append(got[big] - got[empty])
         size = big.stat().st_size
-        return {"what": f"--resume start-up, {records:,}-record journal ({size / 1e6:.0f} MB)",
-                "extra_s": statistics.median(deltas), "pairs": pairs}
+        return {
+            "what": f"--resume start-up, {records:,}-record journal ({size / 1e6:.0f} MB)",
+            "extra_s": statistics.median(deltas),
+            "pairs": pairs,
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -140,12 +155,16 @@ def main() -> int:
     ]
     if not args.quick:
         rows.append(startup(1_000_000, 3))
-    print(f"\nmachine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"median of alternated pairs\n")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"median of alternated pairs\n"
+    )
     for row in rows:
         if "cpu" in row:
-            print(f"{row['what']:<58} CPU {row['cpu']:+.1%}   wall {row['wall']:+.1%}"
-                  f"   ({row['pairs']} pairs)")
+            print(
+                f"{row['what']:<58} CPU {row['cpu']:+.1%}   wall {row['wall']:+.1%}"
+                f"   ({row['pairs']} pairs)"
+            )
         else:
             print(f"{row['what']:<58} +{row['extra_s']:.3f} s wall   ({row['pairs']} pairs)")
     return 0
