@@ -45,7 +45,10 @@ def main() -> int:
         (work / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
         journal = work / ".pytest_cache" / "d" / "resumable" / "journal.jsonl"
         env = {**os.environ, "PY_COLORS": "1"}
-        env.pop("PYTEST_ADDOPTS", None)
+        # Run the commands as in a user's shell: tox's TOX_ENV_DIR would move pytest's cache
+        # (and so the journal) into .tox/, and none of these should leak in either.
+        for name in ("PYTEST_ADDOPTS", "TOX_ENV_DIR", "PYTEST_RESUME_ID", "PYTEST_RESUME_JOURNAL"):
+            env.pop(name, None)
         pytest = [sys.executable, "-m", "pytest", "-p", "no:randomly"]
 
         banner("pytest -n 2      # interrupted with Ctrl-C about halfway through")
