@@ -49,7 +49,7 @@ def main() -> int:
         # (and so the journal) into .tox/, and none of these should leak in either.
         for name in ("PYTEST_ADDOPTS", "TOX_ENV_DIR", "PYTEST_RESUME_ID", "PYTEST_RESUME_JOURNAL"):
             env.pop(name, None)
-        pytest = [sys.executable, "-m", "pytest", "-p", "no:randomly"]
+        pytest = [sys.executable, "-m", "pytest"]
 
         banner("pytest -n 2      # interrupted with Ctrl-C about halfway through")
         proc = subprocess.Popen([*pytest, "-n", "2"], cwd=work, env=env)
