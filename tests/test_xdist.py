@@ -24,6 +24,16 @@ class TestC:
         pass
 """
 
+# the worker running test_t[4] dies
+CRASH_AT_4 = """
+import os, pytest
+
+@pytest.mark.parametrize("i", range(10))
+def test_t(i):
+    if i == 4:
+        os._exit(1)
+"""
+
 DIST_MODES = ["load", "loadscope", "loadfile", "loadgroup", "worksteal"]
 
 
@@ -92,16 +102,7 @@ def test_interrupted_xdist_run_resumes_exactly(
 def test_worker_crash_records_crashed_and_is_not_run_again(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
-    pytester.makepyfile(
-        test_crash="""
-        import os, pytest
-
-        @pytest.mark.parametrize("i", range(10))
-        def test_t(i):
-            if i == 4:
-                os._exit(1)
-    """
-    )
+    pytester.makepyfile(test_crash=CRASH_AT_4)
     first = pytester.runpytest_subprocess("-n", "2")
     assert first.ret == 1
     first.stdout.fnmatch_lines(["*worker 'gw*' crashed while running*test_t?4?*"])
@@ -109,22 +110,17 @@ def test_worker_crash_records_crashed_and_is_not_run_again(
     crashed = [r for r in suite.records("result") if r["outcome"] == "crashed"]
     assert [r["test"] for r in crashed] == ["test_crash.py::test_t[4]"]
     assert len(suite.records("result")) == 10
-    # the run is complete (a crash is a result); a new --resume starts a new run
-    again = pytester.runpytest_subprocess("-n", "2", "--resume", "--max-worker-restart", "0")
+    first.stdout.fnmatch_lines(["resumable: run * complete after 1 attempt (9 passed, 1 crashed)"])
+    # the run is complete (a crash is a result): --resume starts a new run of all 10
+    again = pytester.runpytest_subprocess("-n", "2", "--resume")
     assert "INTERNALERROR" not in again.stdout.str()
+    again.stdout.fnmatch_lines(["resumable: recording run *"])
+    assert len(suite.records("run")) == 2
+    assert len(suite.take_ran()) == 10
 
 
 def test_worker_crash_then_resume_carries_crash(suite: Suite, pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_crash="""
-        import os, pytest
-
-        @pytest.mark.parametrize("i", range(10))
-        def test_t(i):
-            if i == 4:
-                os._exit(1)
-    """
-    )
+    pytester.makepyfile(test_crash=CRASH_AT_4)
     pytester.makepyfile(test_zblock="def test_z(): pass\n")
     interrupt(suite, ["-n", "2"], block_at="test_zblock.py::test_z", sig=signal.SIGKILL)
     suite.take_ran()
