@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,9 +132,15 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="resumable-stress-"))
-    ids = make_suite(root, 6, args.tests // 6)
+    try:
+        return stress(root, args.kills, args.tests, random.Random(args.seed))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def stress(root: Path, kill_count: int, tests: int, rng: random.Random) -> int:
+    ids = make_suite(root, 6, tests // 6)
     journal = root / "journal.jsonl"
     log = root / "side.log"
     env = {**os.environ, "STRESS_LOG": str(log), "PYTEST_RESUME_JOURNAL": str(journal)}
@@ -142,7 +149,7 @@ def main() -> int:
     lost = doubled = never = missing = extra = internal = 0
     kills = {"controller": 0, "worker": 0}
     started = time.monotonic()
-    for k in range(args.kills):
+    for k in range(kill_count):
         log.write_text("")
         target = rng.choice(["controller", "worker"])
         proc = pytest_run(root, env, "--resume-new")

@@ -19,7 +19,6 @@ import socket
 import sys
 import time
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -55,14 +54,6 @@ def describe_counts(counts: dict[str, int]) -> str:
     return ", ".join(parts) if parts else "none"
 
 
-@dataclass
-class _Pending:
-    """The phase reports of one test seen so far."""
-
-    setup: pytest.TestReport | None = None
-    call: pytest.TestReport | None = None
-
-
 def _crash_message(report: pytest.TestReport) -> str | None:
     crash = getattr(report.longrepr, "reprcrash", None)
     message = getattr(crash, "message", None)
@@ -76,16 +67,16 @@ def result_from_reports(
     run: str,
     attempt: int,
     nodeid: str,
-    pending: _Pending,
+    setup: pytest.TestReport | None,
+    call: pytest.TestReport | None,
     teardown: pytest.TestReport,
     file_hash: str | None,
 ) -> ResultRecord:
     """The one result of a test, from its setup, call and teardown reports."""
-    reports = [r for r in (pending.setup, pending.call, teardown) if r is not None]
+    reports = [r for r in (setup, call, teardown) if r is not None]
     duration = sum(r.duration for r in reports)
     outcome: Outcome = "passed"
     deciding = teardown
-    setup, call = pending.setup, pending.call
     if setup is not None and setup.failed:
         outcome, deciding = "error", setup
     elif setup is not None and setup.skipped:
@@ -373,10 +364,9 @@ class ResumableSession:
                     )
                 )
             else:
-                pending = _Pending(setup, call)
                 self._record(
                     result_from_reports(
-                        self.run_id, self.attempt, nodeid, pending, report, file_hash
+                        self.run_id, self.attempt, nodeid, setup, call, report, file_hash
                     )
                 )
         else:  # xdist: a worker crashed while running this test ("???")
