@@ -26,7 +26,7 @@ class TestC:
 
 # the worker running test_t[4] dies
 CRASH_AT_4 = """
-import os, pytest
+import ctypes, os, signal, pytest
 
 @pytest.mark.parametrize("i", range(10))
 def test_t(i):
@@ -99,11 +99,16 @@ def test_interrupted_xdist_run_resumes_exactly(
     )
 
 
+@pytest.mark.parametrize(
+    "how",
+    ["os._exit(1)", "os.kill(os.getpid(), signal.SIGKILL)", "ctypes.string_at(0)"],
+    ids=["os._exit", "SIGKILL", "segfault"],
+)
 def test_worker_crash_records_crashed_and_is_not_run_again(
-    suite: Suite, pytester: pytest.Pytester
+    suite: Suite, pytester: pytest.Pytester, how: str
 ) -> None:
-    pytester.makepyfile(test_crash=CRASH_AT_4)
-    first = pytester.runpytest_subprocess("-n", "2")
+    pytester.makepyfile(test_crash=CRASH_AT_4.replace("os._exit(1)", how))
+    first = pytester.runpytest_subprocess("-n", "2", "-p", "no:faulthandler")
     assert first.ret == 1
     first.stdout.fnmatch_lines(["*worker 'gw*' crashed while running*test_t?4?*"])
     assert suite.take_ran().count("test_crash.py::test_t[4]") == 1
@@ -112,7 +117,7 @@ def test_worker_crash_records_crashed_and_is_not_run_again(
     assert len(suite.records("result")) == 10
     first.stdout.fnmatch_lines(["resumable: run * complete after 1 attempt (9 passed, 1 crashed)"])
     # the run is complete (a crash is a result): --resume starts a new run of all 10
-    again = pytester.runpytest_subprocess("-n", "2", "--resume")
+    again = pytester.runpytest_subprocess("-n", "2", "--resume", "-p", "no:faulthandler")
     assert "INTERNALERROR" not in again.stdout.str()
     again.stdout.fnmatch_lines(["resumable: recording run *"])
     assert len(suite.records("run")) == 2
@@ -197,3 +202,34 @@ def test_dist_each_runs_everything_again(suite: Suite, pytester: pytest.Pytester
     resumed = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "--resume")
     assert Counter(suite.take_ran()) == Counter(ids * 2)  # every test on both workers
     resumed.stdout.fnmatch_lines(["*--dist each: nothing is carried*"])
+
+
+@pytest.mark.parametrize("xdist", [["-n", "2"], ["-p", "no:xdist"]], ids=["n2", "no-xdist"])
+def test_rerunfailures_only_the_final_report_is_a_result(
+    suite: Suite, pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    counter = pytester.path / "attempts"
+    pytester.makepyfile(
+        test_flaky=f"""
+        import pathlib
+
+        def test_flaky():
+            counter = pathlib.Path({str(counter)!r})
+            n = int(counter.read_text()) if counter.exists() else 0
+            counter.write_text(str(n + 1))
+            assert n >= 2, "fails twice, then passes"
+
+        def test_always_fails():
+            assert False
+        """
+    )
+    result = pytester.runpytest_subprocess("--reruns", "3", *xdist)
+    assert result.ret == 1
+    outcomes = {r["test"]: r["outcome"] for r in suite.records("result")}
+    assert len(suite.records("result")) == 2  # one result per test, reruns are not results
+    assert outcomes == {
+        "test_flaky.py::test_flaky": "passed",
+        "test_flaky.py::test_always_fails": "failed",
+    }
+    assert counter.read_text() == "3"

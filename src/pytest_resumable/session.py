@@ -164,6 +164,7 @@ class ResumableSession:
         self.new_results: dict[str, str] = {}
         self._setups: dict[str, pytest.TestReport] = {}
         self._calls: dict[str, pytest.TestReport] = {}
+        self._reran: set[str] = set()
         self._start_prefix = ""
         self._replaying = False
         self._hashes = FileHashes(config.rootpath)
@@ -337,14 +338,23 @@ class ResumableSession:
             return
         nodeid = report.nodeid
         when = report.when
-        if report.outcome == RERUN:  # pytest-rerunfailures: only the final report counts
+        if report.outcome == RERUN:
+            # pytest-rerunfailures: only the final attempt's reports make the result; the
+            # teardown of a rerun attempt still arrives, as "passed".
             self._setups.pop(nodeid, None)
             self._calls.pop(nodeid, None)
+            self._reran.add(nodeid)
         elif when == "call":
             self._calls[nodeid] = report
         elif when == "setup":
+            if self._reran:
+                self._reran.discard(nodeid)
             self._setups[nodeid] = report
         elif when == "teardown":
+            if nodeid in self._reran:
+                self._reran.discard(nodeid)
+                self._setups.pop(nodeid, None)
+                return
             setup = self._setups.pop(nodeid, None)
             call = self._calls.pop(nodeid, None)
             file_hash = self._hashes.for_test(nodeid)
