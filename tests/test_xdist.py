@@ -233,3 +233,18 @@ def test_rerunfailures_only_the_final_report_is_a_result(
         "test_flaky.py::test_always_fails": "failed",
     }
     assert counter.read_text() == "3"
+
+
+def test_explicit_tx_workers_resume_exactly(suite: Suite, pytester: pytest.Pytester) -> None:
+    """Workers from --tx specs (as for remote workers) get the same snapshot as -n ones."""
+    ids = make_suite(pytester)
+    args = ["--tx", "2*popen", "--dist", "load"]
+    interrupt(suite, args, block_at=blockers(ids), sig=signal.SIGKILL, wait_for=4)
+    ran_first = suite.take_ran()
+    recorded = results_of(suite)
+    resumed = pytester.runpytest_subprocess("--resume", *args)
+    assert "INTERNALERROR" not in resumed.stdout.str()
+    ran_second = suite.take_ran()
+    assert Counter(ran_second) == Counter(t for t in ids if t not in recorded)
+    assert set(ran_first) | set(ran_second) == set(ids)
+    assert Counter(results_of(suite)) == Counter(ids)
