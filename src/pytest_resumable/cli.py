@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except JournalError as exc:
-        print(f"pytest-resumable: {exc}", file=sys.stderr)
+        print(f"pytest-resumable: {str(exc).removeprefix('resumable: ')}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `| head`
         return 0

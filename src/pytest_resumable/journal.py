@@ -353,7 +353,7 @@ def check_version(header: HeaderRecord, path: Path | str) -> None:
         raise JournalVersionError(
             f"resumable: the journal {path} has format version {header.version}, but this "
             f"pytest-resumable understands version {VERSION} at most; upgrade "
-            f"pytest-resumable or use another --resume-journal (the file is left untouched)"
+            f"pytest-resumable or use another journal (the file is left untouched)"
         )
 
 

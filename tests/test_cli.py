@@ -1,0 +1,94 @@
+"""The pytest-resumable command, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_resumable.journal import (
+    VERSION,
+    AttemptRecord,
+    EndRecord,
+    HeaderRecord,
+    ResultRecord,
+    RunRecord,
+    encode,
+)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_resumable", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def write_journal(path: Path) -> None:
+    records = [
+        HeaderRecord(VERSION, 1.0),
+        RunRecord("aaaa1111", 1.0, None, None),
+        AttemptRecord("aaaa1111", 1, 1.0, 1, "h"),
+        ResultRecord("aaaa1111", 1, "t.py::a", "passed", 0.1),
+        ResultRecord("aaaa1111", 1, "t.py::b", "failed", 0.1),
+        EndRecord("aaaa1111", 1, 2.0, 1, 2, 2, True),
+        RunRecord("bbbb2222", 3.0, "ci-7", None),
+        AttemptRecord("bbbb2222", 1, 3.0, 1, "h"),
+        ResultRecord("bbbb2222", 1, "t.py::a", "crashed", 0.1),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(encode(r) for r in records) + b"not json\n")
+
+
+def test_status_table_and_json(tmp_path: Path) -> None:
+    journal = tmp_path / ".pytest_cache" / "d" / "resumable" / "journal.jsonl"
+    write_journal(journal)
+    table = cli("status", cwd=tmp_path)  # the default path, from the current directory
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == [
+        "run",
+        "id",
+        "shard",
+        "attempts",
+        "results",
+        "failed",
+        "crashed",
+        "state",
+        "last",
+        "activity",
+    ]
+    assert lines[1].split()[:8] == ["aaaa1111", "-", "-", "1", "2/2", "1", "0", "complete"]
+    assert lines[2].split()[:8] == ["bbbb2222", "ci-7", "-", "1", "1/?", "0", "1", "incomplete"]
+    assert lines[-1] == "1 corrupt line skipped"
+    as_json = json.loads(cli("status", "--json", "--journal", str(journal), cwd=tmp_path).stdout)
+    assert [r["run"] for r in as_json["runs"]] == ["aaaa1111", "bbbb2222"]
+    assert as_json["runs"][1]["crashed"] == 1
+    assert as_json["corrupt_lines"] == 1
+
+
+def test_status_of_a_missing_journal(tmp_path: Path) -> None:
+    result = cli("status", "--journal", "nowhere.jsonl", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == "nowhere.jsonl: no runs recorded\n"
+
+
+def test_newer_version_is_exit_2_and_one_line(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"type":"header","format":"pytest-resumable","version":9}\n')
+    result = cli("status", "--journal", str(journal), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("pytest-resumable: the journal ")
+    assert "format version 9" in result.stderr
+
+
+def test_usage_error_is_exit_2(tmp_path: Path) -> None:
+    result = cli("frobnicate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
