@@ -50,7 +50,7 @@ def test_interrupted_after_8_resume_runs_exactly_the_other_20(
             literal(
                 "FAILED (carried) test_suite.py::test_n[5] - AssertionError: five is not allowed*"
             ),
-            "*1 failed, 27 passed*",
+            "*= 1 failed (1 carried), 27 passed (7 carried) in *",
             "resumable: run * complete after 2 attempts (27 passed, 1 failed)",
         ]
     )

@@ -40,7 +40,7 @@ from pytest_resumable.journal import (
     start_prefix,
 )
 from pytest_resumable.plugin import Settings
-from pytest_resumable.replay import CarriedResults, carried_reports
+from pytest_resumable.replay import CARRIED_ATTR, CarriedResults, carried_reports
 from pytest_resumable.runstate import RunState, load_index, load_run
 
 #: pytest-rerunfailures' outcome for a report that is not final (not in pytest's Literal).
@@ -445,6 +445,9 @@ class ResumableSession:
         finally:
             self._replaying = False
             option.maxfail = maxfail
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            mark_carried_in_stats_line(tr)
 
     # -- end
 
@@ -549,6 +552,47 @@ class ResumableSession:
             tr.write_line(f"{line}", yellow=True)
         else:
             print(line, file=sys.stderr)
+
+
+def mark_carried_in_stats_line(tr: Any) -> None:
+    """Make the terminal's stats line say how many of each count were carried, e.g.
+    ``1 failed (1 carried), 27 passed (19 carried) in 4.07s``.
+
+    pytest has no hook for the wording of that line; its parts are built by
+    ``TerminalReporter.build_summary_stats_line``, so wrap that method on this one reporter
+    (if a future pytest renames it, the line simply stays pytest's own).
+    """
+    original = getattr(tr, "build_summary_stats_line", None)
+    if original is None or getattr(original, "_resumable", False):
+        return
+
+    def build_summary_stats_line() -> tuple[list[tuple[str, dict[str, bool]]], str]:
+        parts, main_color = original()
+        carried_by_text: dict[str, int] = {}
+        for key, reports in tr.stats.items():
+            if not key:
+                continue
+            shown = [r for r in reports if getattr(r, "count_towards_summary", True)]
+            n_carried = sum(1 for r in shown if hasattr(r, CARRIED_ATTR))
+            if n_carried:
+                count, noun = pluralize(len(shown), key)
+                carried_by_text[f"{count} {noun}"] = n_carried
+        out = []
+        for text, markup in parts:
+            of_them = carried_by_text.get(text)
+            out.append((f"{text} ({of_them} carried)" if of_them else text, markup))
+        return out, main_color
+
+    build_summary_stats_line._resumable = True  # type: ignore[attr-defined]
+    tr.build_summary_stats_line = build_summary_stats_line
+
+
+def pluralize(count: int, noun: str) -> tuple[int, str]:
+    """The count and noun as pytest's stats line writes them ("1 error", "2 errors")."""
+    if noun in ("error", "warnings", "test"):
+        noun = noun.replace("warnings", "warning")
+        return count, noun + "s" if count != 1 else noun
+    return count, noun
 
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
