@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -105,9 +106,65 @@ class EndRecord:
     complete: bool
 
 
+@dataclass(frozen=True)
+class ShardRecord:
+    """A shard's assignment, frozen on the run's first attempt (SPEC §4.10).
+
+    ``tests``: the shard's own tests; ``selection``: every test selected when it was frozen
+    (all shards), stored zlib-compressed and base64-encoded as ``selection_z``.
+    """
+
+    run: str
+    attempt: int
+    shard: str
+    tests: tuple[str, ...]
+    selection: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DurationsRecord:
+    """Durations of tests whose results compaction dropped, so ordering keeps learning."""
+
+    time: float
+    tests: dict[str, float] = field(default_factory=dict)
+
+
 Record: TypeAlias = (
-    HeaderRecord | RunRecord | AttemptRecord | StartRecord | ResultRecord | EndRecord
+    HeaderRecord
+    | RunRecord
+    | AttemptRecord
+    | StartRecord
+    | ResultRecord
+    | EndRecord
+    | ShardRecord
+    | DurationsRecord
 )
+
+
+def pack_ids(ids: tuple[str, ...] | list[str]) -> str:
+    """Node ids as one compact JSON string: zlib-compressed JSON list, base64."""
+    import base64
+    import zlib
+
+    raw = json.dumps(list(ids), ensure_ascii=False, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(raw.encode("utf-8", "surrogatepass"), 6)).decode()
+
+
+def unpack_ids(text: str) -> tuple[str, ...]:
+    """The inverse of :func:`pack_ids`; raises ValueError on anything else (never evaluates)."""
+    import base64
+    import binascii
+    import zlib
+
+    try:
+        raw = zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True))
+        ids = json.loads(raw)
+    except (binascii.Error, zlib.error, UnicodeError, ValueError) as exc:
+        raise ValueError("selection_z") from exc
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError("selection_z")
+    return tuple(ids)
+
 
 _enc = json.encoder.encode_basestring  # the C implementation when available
 
@@ -202,6 +259,17 @@ def encode(record: Record) -> bytes:
             "pid": record.pid,
             "host": record.host,
         }
+    elif isinstance(record, ShardRecord):
+        fields = {
+            "type": "shard",
+            "run": record.run,
+            "attempt": record.attempt,
+            "shard": record.shard,
+            "tests": list(record.tests),
+            "selection_z": pack_ids(record.selection),
+        }
+    elif isinstance(record, DurationsRecord):
+        fields = {"type": "durations", "time": record.time, "tests": record.tests}
     else:
         fields = {
             "type": "end",
@@ -319,6 +387,27 @@ def decode(line: bytes) -> Record | _Unknown | None:
                 _int(obj, "results"),
                 complete,
             )
+        if kind == "shard":
+            tests = obj["tests"]
+            if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+                return None
+            return ShardRecord(
+                _str(obj, "run"),
+                _int(obj, "attempt"),
+                _str(obj, "shard"),
+                tuple(tests),
+                unpack_ids(_str(obj, "selection_z")),
+            )
+        if kind == "durations":
+            given = obj["tests"]
+            if not isinstance(given, dict):
+                return None
+            durations = {
+                k: float(v)
+                for k, v in given.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            }
+            return DurationsRecord(_num(obj, "time"), durations)
         if kind == "header":
             if obj.get("format") != FORMAT:
                 return None

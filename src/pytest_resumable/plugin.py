@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pytest_resumable.journal import FsyncMode
 
 JOURNAL_NAME = "journal.jsonl"
+ORDER_MODES = ("duration", "none")
+DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,7 +71,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="always | interval (default: at most ~1 s of results at risk on power loss) | "
         "never. No mode loses a result when a process is killed",
     )
+    group.addoption(
+        "--shard",
+        metavar="K/N",
+        dest="resumable_shard",
+        default=None,
+        help="run only shard K (1-based) of N, balanced by recorded durations and frozen per "
+        "run, so a retried shard runs exactly the rest of its own tests. Default: $PYTEST_SHARD",
+    )
+    group.addoption(
+        "--resume-order",
+        metavar="MODE",
+        dest="resumable_order",
+        default=None,
+        help="duration (default: under xdist, longest recorded tests first, xdist groups kept "
+        "whole) | none (collection order)",
+    )
     parser.addini("resume_journal", "journal file for pytest-resumable", default="")
+    parser.addini("resume_order", "duration | none (pytest-resumable)", default="")
+    parser.addini(
+        "resume_compact_bytes",
+        "compact the journal at session end once it is larger than this many bytes; "
+        "0 never (pytest-resumable)",
+        default=str(DEFAULT_COMPACT_BYTES),
+    )
     parser.addini("resume_fsync", "always | interval | never (pytest-resumable)", default="")
     parser.addini(
         "resume_record",
@@ -96,6 +121,13 @@ class Settings:
     retry_failed: bool
     fsync: FsyncMode
     lock_timeout: float
+    shard: tuple[int, int] | None = None  # (K, N), K 1-based
+    order: str = "duration"
+    compact_bytes: int = DEFAULT_COMPACT_BYTES
+
+    @property
+    def shard_spec(self) -> str | None:
+        return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
 
 
 def _usage(option: str, problem: str, accepted: str) -> pytest.UsageError:
@@ -146,9 +178,29 @@ def read_settings(config: pytest.Config) -> Settings:
             "resume_lock_timeout", f"invalid value {raw_timeout!r}", "a number of seconds >= 0"
         ) from None
 
+    shard = _shard(opt.resumable_shard)
+
+    order = opt.resumable_order
+    order_name = "--resume-order"
+    if order is None:
+        order = str(config.getini("resume_order")).strip() or "duration"
+        order_name = "resume_order"
+    if order not in ORDER_MODES:
+        raise _usage(order_name, f"unknown mode {order!r}", "one of " + ", ".join(ORDER_MODES))
+
+    raw_bytes = str(config.getini("resume_compact_bytes")).strip()
+    try:
+        compact_bytes = int(raw_bytes)
+        if compact_bytes < 0:
+            raise ValueError
+    except ValueError:
+        raise _usage(
+            "resume_compact_bytes", f"invalid value {raw_bytes!r}", "a number of bytes >= 0"
+        ) from None
+
     journal = _journal_path(config)
     resume = bool(opt.resumable_resume or resume_id is not None or opt.resumable_retry_failed)
-    explicit = resume or bool(opt.resumable_new)
+    explicit = resume or bool(opt.resumable_new) or shard is not None
     return Settings(
         journal=journal,
         resume=resume and not opt.resumable_new,
@@ -158,7 +210,30 @@ def read_settings(config: pytest.Config) -> Settings:
         retry_failed=bool(opt.resumable_retry_failed),
         fsync=fsync,
         lock_timeout=lock_timeout,
+        shard=shard,
+        order=order,
+        compact_bytes=compact_bytes,
     )
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    name = "--shard"
+    if value is None and os.environ.get("PYTEST_SHARD"):
+        value, name = os.environ["PYTEST_SHARD"], "PYTEST_SHARD"
+    if value is None:
+        return None
+    k_text, sep, n_text = value.strip().partition("/")
+    try:
+        if not sep or not k_text.isdigit() or not n_text.isdigit():
+            raise ValueError
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise _usage(name, f"invalid shard {value!r}", "K/N with 1 <= K <= N, e.g. 2/4") from None
+    if n < 1 or not 1 <= k <= n:
+        raise _usage(name, f"invalid shard {value!r}", "K/N with 1 <= K <= N, e.g. 2/4")
+    if n > 10000:
+        raise _usage(name, f"too many shards in {value!r}", "N at most 10000")
+    return k, n
 
 
 def _expand(value: str, base: Path) -> Path:

@@ -8,7 +8,12 @@ the journal's history: :func:`load_index` parses only the small run, attempt and
 
 from __future__ import annotations
 
+import contextlib
+import json
+import mmap
 import os
+import re
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +22,14 @@ from pytest_resumable.journal import (
     RESULT_PREFIX,
     START_PREFIX,
     AttemptRecord,
+    DurationsRecord,
     EndRecord,
     ReadStats,
     ResultRecord,
     RunRecord,
+    ShardRecord,
     StartRecord,
+    decode,
     iter_records,
 )
 
@@ -115,6 +123,8 @@ class RunState:
     #: per attempt, the tests that started in it and have no result from it
     unfinished: dict[int, set[str]] = field(default_factory=dict)
     stats: ReadStats = field(default_factory=ReadStats)
+    #: the shard assignment frozen on the run's first attempt, if it is a shard
+    shard: ShardRecord | None = None
 
     def in_flight(self, attempt: int) -> set[str]:
         return self.unfinished.get(attempt, set())
@@ -158,4 +168,93 @@ def load_run(path: Path, summary: RunSummary, limit: int | None = None) -> RunSt
                     pending.discard(record.test)
         elif isinstance(record, StartRecord) and record.run == run_id:
             unfinished.setdefault(record.attempt, set()).add(record.test)
+        elif isinstance(record, ShardRecord) and record.run == run_id and state.shard is None:
+            state.shard = record
     return state
+
+
+# A result line as this package writes it; durations are read with this (C speed) instead of
+# parsing every line: ~0.3 s for 1,000,000 lines instead of ~4 s. Lines written otherwise
+# (by hand, by another tool) still count as results for resuming; only their duration is not
+# learnt, and durations only order and balance work, they never decide what runs.
+_RESULT_RE = re.compile(
+    rb'^\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*"),'
+    rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
+    re.MULTILINE,
+)
+
+
+def load_durations(path: Path, exclude_runs: Set[str] = frozenset()) -> dict[str, float]:
+    """The latest recorded duration of every test in the journal (setup + call + teardown),
+    from results and from the summaries compaction leaves; results of ``exclude_runs`` are
+    left out (the other shards of this CI run, which may or may not have started yet)."""
+    durations: dict[str, float] = {}
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return durations
+            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as data:
+                for match in _DURATIONS_RE.finditer(data):
+                    record = decode(match.group(0))
+                    if isinstance(record, DurationsRecord):
+                        durations.update(record.tests)
+                loads = json.loads
+                for match in _RESULT_RE.finditer(data):
+                    run, test, value = match.groups()
+                    if exclude_runs and run.decode("utf-8", "replace") in exclude_runs:
+                        continue
+                    try:
+                        key = (
+                            loads(test)
+                            if b"\\" in test
+                            else test[1:-1].decode("utf-8", "surrogatepass")
+                        )
+                        durations[key] = float(value)
+                    except (ValueError, UnicodeError):
+                        continue
+    except OSError:
+        pass
+    return durations
+
+
+_DURATIONS_RE = re.compile(rb'^\{"type":"durations",[^\n]*\n', re.MULTILINE)
+
+
+def load_all(path: Path) -> tuple[JournalIndex, dict[str, RunState]]:
+    """Every run with its per-test state, in one pass (for the command line tools)."""
+    stats = ReadStats()
+    runs: dict[str, RunSummary] = {}
+    states: dict[str, RunState] = {}
+    size = 0
+    with contextlib.suppress(OSError):
+        size = os.stat(path).st_size
+    for record in iter_records(path, stats, limit=size):
+        if isinstance(record, (ResultRecord, StartRecord, ShardRecord)):
+            state = states.get(record.run)
+            if state is None:
+                continue
+            if isinstance(record, ResultRecord):
+                state.results[record.test] = record
+                pending = state.unfinished.get(record.attempt)
+                if pending is not None:
+                    pending.discard(record.test)
+            elif isinstance(record, StartRecord):
+                state.unfinished.setdefault(record.attempt, set()).add(record.test)
+            elif state.shard is None:
+                state.shard = record
+        elif isinstance(record, RunRecord):
+            if record.run not in runs:
+                runs[record.run] = RunSummary(record, last_time=record.time)
+                states[record.run] = RunState(runs[record.run])
+        elif isinstance(record, AttemptRecord):
+            summary = runs.get(record.run)
+            if summary is not None:
+                summary.attempts[record.attempt] = AttemptSummary(record.attempt, record.time)
+                summary.last_time = max(summary.last_time, record.time)
+        elif isinstance(record, EndRecord):
+            summary = runs.get(record.run)
+            if summary is not None and record.attempt in summary.attempts:
+                summary.attempts[record.attempt].end = record
+                summary.last_time = max(summary.last_time, record.time)
+    return JournalIndex(runs, stats, size), states

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,14 +34,16 @@ from pytest_resumable.journal import (
     Outcome,
     ResultRecord,
     RunRecord,
+    ShardRecord,
     encode,
     encode_passed,
     encode_str,
     start_prefix,
 )
+from pytest_resumable.order import shard_tests
 from pytest_resumable.plugin import Settings
 from pytest_resumable.replay import CARRIED_ATTR, CarriedResults, carried_reports
-from pytest_resumable.runstate import RunState, load_index, load_run
+from pytest_resumable.runstate import RunState, load_durations, load_index, load_run
 
 #: pytest-rerunfailures' outcome for a report that is not final (not in pytest's Literal).
 RERUN: str = "rerun"
@@ -169,6 +171,11 @@ class ResumableSession:
         self._replaying = False
         self._hashes = FileHashes(config.rootpath)
         self._broken: str | None = None
+        #: recorded durations, when they are needed (xdist ordering, sharding)
+        self.durations: dict[str, float] = {}
+        #: (own tests, every selected test) of this shard, frozen on the run's first attempt
+        self.frozen: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self.shard_excluded = 0
         self._old_sigterm: Any = None
         self._finished = False
 
@@ -197,7 +204,8 @@ class ResumableSession:
         settings = self.settings
         index = load_index(settings.journal)
         self.corrupt_lines = index.stats.corrupt
-        summary = index.find_resumable(settings.resume_id, None) if settings.resume else None
+        shard = settings.shard_spec
+        summary = index.find_resumable(settings.resume_id, shard) if settings.resume else None
         writer = JournalWriter(
             settings.journal, fsync=settings.fsync, lock_timeout=settings.lock_timeout
         )
@@ -209,7 +217,7 @@ class ResumableSession:
             while self.run_id in index.runs:  # pragma: no cover - 1 in 4 billion
                 self.run_id = secrets.token_hex(4)
             self.attempt = 1
-            writer.append(RunRecord(self.run_id, now, settings.resume_id, None))
+            writer.append(RunRecord(self.run_id, now, settings.resume_id, shard))
         else:
             self.resumed = True
             self.run_id = summary.id
@@ -222,6 +230,17 @@ class ResumableSession:
                 self.in_flight = sorted(state.in_flight(last.number) - set(state.results))
             if not settings.retry_failed:
                 self.crashed_now = state.crashed_candidates(self.attempt)
+            if state.shard is not None:
+                self.frozen = (state.shard.tests, state.shard.selection)
+        if settings.shard is not None or (self._uses_xdist() and settings.order == "duration"):
+            # durations order the work and balance shards; leave out this CI run's other
+            # shards, which may or may not have recorded anything yet (same input everywhere)
+            exclude = frozenset(
+                r.id
+                for r in index.runs.values()
+                if settings.resume_id is not None and r.record.resume_id == settings.resume_id
+            )
+            self.durations = load_durations(settings.journal, exclude)
         writer.append(
             AttemptRecord(self.run_id, self.attempt, now, os.getpid(), socket.gethostname())
         )
@@ -252,6 +271,51 @@ class ResumableSession:
                     self.not_carried_changed += 1
                     continue
                 self.carried[test] = result
+
+    def _uses_xdist(self) -> bool:
+        option = self.config.option
+        return bool(getattr(option, "numprocesses", None) or getattr(option, "tx", None)) and (
+            getattr(option, "dist", "no") != "no"
+        )
+
+    def shard_of(self, ids: Sequence[str]) -> list[str]:
+        """This shard's tests among ``ids``; freezes the assignment on the first attempt."""
+        shard = self.settings.shard
+        assert shard is not None
+        mine = shard_tests(ids, shard[0], shard[1], self.durations, self.frozen)
+        if self.frozen is None:
+            self.frozen = (tuple(mine), tuple(ids))
+            if self.writer is not None:
+                try:
+                    self.writer.append(
+                        ShardRecord(
+                            self.run_id,
+                            self.attempt,
+                            self.settings.shard_spec or "",
+                            tuple(mine),
+                            tuple(ids),
+                        )
+                    )
+                except JournalError as exc:
+                    self._broken = str(exc)
+                    self._warn(f"{exc}; recording stopped, test results are not affected")
+                    self._close_writer()
+        self.shard_excluded = len(ids) - len(mine)
+        return mine
+
+    @pytest.hookimpl(trylast=True)  # after -k / -m and other plugins deselected theirs
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Called by pytest after collection, in the single process (workers: xdist.py)."""
+        if not self.active or self.settings.shard is None:
+            return
+        mine = set(self.shard_of([item.nodeid for item in items]))
+        keep = [item for item in items if item.nodeid in mine]
+        dropped = [item for item in items if item.nodeid not in mine]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
 
     def _dist_each(self) -> bool:
         option = self.config.option
@@ -288,10 +352,15 @@ class ResumableSession:
         if self.selected is None:
             self.selected = list(ids)
 
-    def pytest_report_collectionfinish(self, config: pytest.Config) -> str | None:
-        if not self.active or not self.resumed:
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str] | None:
+        if not self.active:
             return None
-        return self.header_line()
+        lines = []
+        if self.settings.shard is not None:
+            lines.append(self.shard_line())
+        if self.resumed:
+            lines.append(self.header_line())
+        return lines or None
 
     def header_line(self) -> str:
         selected = set(self.selected or ())
@@ -319,6 +388,14 @@ class ResumableSession:
         if self.corrupt_lines:
             line += f"; {self.corrupt_lines} corrupt journal lines skipped"
         return line
+
+    def shard_line(self) -> str:
+        shard = self.settings.shard_spec
+        frozen = "assignment frozen in attempt 1" if self.resumed else "assignment frozen"
+        return (
+            f"resumable: shard {shard}: {len(self.selected or ())} tests "
+            f"({self.shard_excluded} belong to other shards; {frozen})"
+        )
 
     # -- running
 
@@ -491,9 +568,12 @@ class ResumableSession:
             except JournalError as exc:
                 self._broken = self._broken or str(exc)
         self._close_writer()
+        compacted = self._maybe_compact()
         if not selected:
             return
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and compacted:
+            tr.write_line(compacted)
         if tr is None:
             return
         if self._broken:
@@ -519,6 +599,31 @@ class ResumableSession:
                 yellow=True,
                 bold=True,
             )
+
+    def _maybe_compact(self) -> str | None:
+        """Compact the journal once it passes ``resume_compact_bytes``, never waiting: if
+        another process holds the lock, try again at the end of another session."""
+        limit = self.settings.compact_bytes
+        if not limit or self._broken:
+            return None
+        try:
+            if os.stat(self.settings.journal).st_size <= limit:
+                return None
+        except OSError:
+            return None
+        from pytest_resumable.compact import compact
+        from pytest_resumable.journal import JournalLockTimeout
+
+        try:
+            result = compact(self.settings.journal, lock_timeout=0)
+        except JournalLockTimeout:
+            return None
+        except JournalError as exc:
+            return f"{exc} (automatic compaction skipped)"
+        return (
+            f"resumable: journal compacted: {result.before:,} -> {result.after:,} bytes "
+            f"(resume_compact_bytes = {limit:,})"
+        )
 
     def continue_command(self) -> str:
         args = [a for a in self.config.invocation_params.args if a != "--resume-new"]
