@@ -263,6 +263,14 @@ def test_journal_option_env_and_ini(
         (["--resume-id", "a\nb"], "ERROR: --resume-id: invalid run id*"),
         (["--resume", "--resume-new"], "ERROR: --resume-new: cannot be combined with --resume*"),
         (["--resume-journal", " "], "ERROR: --resume-journal: empty path*"),
+        (["--shard", "0/3"], "ERROR: --shard: invalid shard '0/3'; expected K/N with 1 <= K <= N*"),
+        (["--shard", "4/3"], "ERROR: --shard: invalid shard '4/3'; expected K/N*"),
+        (["--shard", "x"], "ERROR: --shard: invalid shard 'x'; expected K/N*"),
+        (["--shard", "1/0"], "ERROR: --shard: invalid shard '1/0'*"),
+        (
+            ["--resume-order", "fast"],
+            "ERROR: --resume-order: unknown mode 'fast'; expected one of duration, none*",
+        ),
     ],
 )
 def test_malformed_options_are_usage_errors(
@@ -281,6 +289,21 @@ def test_malformed_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: resume_fsync: unknown mode 'often'*"])
+
+
+def test_malformed_shard_env_and_ini_are_usage_errors(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_a(): pass\n")
+    monkeypatch.setenv("PYTEST_SHARD", "3of4")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: PYTEST_SHARD: invalid shard '3of4'; expected K/N*"])
+    monkeypatch.delenv("PYTEST_SHARD")
+    pytester.makeini("[pytest]\nresume_order = random\nresume_compact_bytes = lots\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: resume_order: unknown mode 'random'*"])
 
 
 @pytest.mark.parametrize("mode", ["always", "interval", "never"])

@@ -111,7 +111,9 @@ class ShardRecord:
     """A shard's assignment, frozen on the run's first attempt (SPEC §4.10).
 
     ``tests``: the shard's own tests; ``selection``: every test selected when it was frozen
-    (all shards), stored zlib-compressed and base64-encoded as ``selection_z``.
+    (all shards) and ``assignment``: the 0-based shard of each of them, stored
+    zlib-compressed and base64-encoded as ``selection_z`` and ``assignment_z``. The shards of
+    one CI run that start later adopt the first one's assignment, so all agree.
     """
 
     run: str
@@ -119,6 +121,7 @@ class ShardRecord:
     shard: str
     tests: tuple[str, ...]
     selection: tuple[str, ...]
+    assignment: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,8 @@ Record: TypeAlias = (
 )
 
 
-def pack_ids(ids: tuple[str, ...] | list[str]) -> str:
-    """Node ids as one compact JSON string: zlib-compressed JSON list, base64."""
+def pack_ids(ids: tuple[str, ...] | tuple[int, ...] | list[str]) -> str:
+    """A list as one compact JSON string: zlib-compressed JSON list, base64."""
     import base64
     import zlib
 
@@ -164,6 +167,26 @@ def unpack_ids(text: str) -> tuple[str, ...]:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ValueError("selection_z")
     return tuple(ids)
+
+
+def unpack_ints(text: str, size: int) -> tuple[int, ...]:
+    """The shard numbers packed by :func:`pack_ids`: ``size`` ints >= 0, or ValueError."""
+    import base64
+    import binascii
+    import zlib
+
+    try:
+        raw = zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True))
+        values = json.loads(raw)
+    except (binascii.Error, zlib.error, UnicodeError, ValueError) as exc:
+        raise ValueError("assignment_z") from exc
+    if (
+        not isinstance(values, list)
+        or len(values) != size
+        or not all(type(v) is int and v >= 0 for v in values)
+    ):
+        raise ValueError("assignment_z")
+    return tuple(values)
 
 
 _enc = json.encoder.encode_basestring  # the C implementation when available
@@ -267,6 +290,7 @@ def encode(record: Record) -> bytes:
             "shard": record.shard,
             "tests": list(record.tests),
             "selection_z": pack_ids(record.selection),
+            "assignment_z": pack_ids(record.assignment),
         }
     elif isinstance(record, DurationsRecord):
         fields = {"type": "durations", "time": record.time, "tests": record.tests}
@@ -391,12 +415,14 @@ def decode(line: bytes) -> Record | _Unknown | None:
             tests = obj["tests"]
             if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
                 return None
+            selection = unpack_ids(_str(obj, "selection_z"))
             return ShardRecord(
                 _str(obj, "run"),
                 _int(obj, "attempt"),
                 _str(obj, "shard"),
                 tuple(tests),
-                unpack_ids(_str(obj, "selection_z")),
+                selection,
+                unpack_ints(_str(obj, "assignment_z"), len(selection)),
             )
         if kind == "durations":
             given = obj["tests"]

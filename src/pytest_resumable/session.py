@@ -40,10 +40,16 @@ from pytest_resumable.journal import (
     encode_str,
     start_prefix,
 )
-from pytest_resumable.order import shard_tests
+from pytest_resumable.order import partition, shard_tests
 from pytest_resumable.plugin import Settings
 from pytest_resumable.replay import CARRIED_ATTR, CarriedResults, carried_reports
-from pytest_resumable.runstate import RunState, load_durations, load_index, load_run
+from pytest_resumable.runstate import (
+    JournalIndex,
+    RunState,
+    load_durations,
+    load_index,
+    load_run,
+)
 
 #: pytest-rerunfailures' outcome for a report that is not final (not in pytest's Literal).
 RERUN: str = "rerun"
@@ -175,6 +181,9 @@ class ResumableSession:
         self.durations: dict[str, float] = {}
         #: (own tests, every selected test) of this shard, frozen on the run's first attempt
         self.frozen: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        #: (selection, assignment) frozen by another shard of this CI run, to agree with it
+        self.adopted: tuple[tuple[str, ...], tuple[int, ...]] | None = None
+        self.adopted_from: str | None = None
         self.shard_excluded = 0
         self._old_sigterm: Any = None
         self._finished = False
@@ -232,6 +241,8 @@ class ResumableSession:
                 self.crashed_now = state.crashed_candidates(self.attempt)
             if state.shard is not None:
                 self.frozen = (state.shard.tests, state.shard.selection)
+        if settings.shard is not None and self.frozen is None and settings.resume_id is not None:
+            self._adopt_sibling_assignment(index)
         if settings.shard is not None or (self._uses_xdist() and settings.order == "duration"):
             # durations order the work and balance shards; leave out this CI run's other
             # shards, which may or may not have recorded anything yet (same input everywhere)
@@ -272,6 +283,26 @@ class ResumableSession:
                     continue
                 self.carried[test] = result
 
+    def _adopt_sibling_assignment(self, index: JournalIndex) -> None:
+        """The first shard of this CI run (same --resume-id, same N) to start froze the split
+        of the whole selection: use it, so shards started later agree whatever durations
+        were recorded in between."""
+        shard = self.settings.shard
+        assert shard is not None
+        for summary in index.runs.values():
+            spec = summary.record.shard or ""
+            if (
+                summary.id == self.run_id
+                or summary.record.resume_id != self.settings.resume_id
+                or spec.partition("/")[2] != str(shard[1])
+            ):
+                continue
+            sibling = load_run(self.settings.journal, summary).shard
+            if sibling is not None and sibling.assignment:
+                self.adopted = (sibling.selection, sibling.assignment)
+                self.adopted_from = spec
+                return
+
     def _uses_xdist(self) -> bool:
         option = self.config.option
         return bool(getattr(option, "numprocesses", None) or getattr(option, "tx", None)) and (
@@ -282,20 +313,30 @@ class ResumableSession:
         """This shard's tests among ``ids``; freezes the assignment on the first attempt."""
         shard = self.settings.shard
         assert shard is not None
-        mine = shard_tests(ids, shard[0], shard[1], self.durations, self.frozen)
-        if self.frozen is None:
-            self.frozen = (tuple(mine), tuple(ids))
+        k, n = shard
+        if self.frozen is not None:  # a retry: exactly the rest of the frozen assignment
+            mine = shard_tests(ids, k, n, self.durations, self.frozen)
+        else:
+            if self.adopted is not None:  # another shard of this CI run split the tests
+                selection, assignment = self.adopted
+            else:
+                parts = partition(ids, self.durations, n)
+                owner = {t: i for i, part in enumerate(parts) for t in part}
+                selection, assignment = tuple(ids), tuple(owner[t] for t in ids)
+            own = tuple(t for t, a in zip(selection, assignment, strict=True) if a == k - 1)
+            self.frozen = (own, selection)
+            mine = shard_tests(ids, k, n, self.durations, self.frozen)
+            record = ShardRecord(
+                self.run_id,
+                self.attempt,
+                self.settings.shard_spec or "",
+                own,
+                selection,
+                assignment,
+            )
             if self.writer is not None:
                 try:
-                    self.writer.append(
-                        ShardRecord(
-                            self.run_id,
-                            self.attempt,
-                            self.settings.shard_spec or "",
-                            tuple(mine),
-                            tuple(ids),
-                        )
-                    )
+                    self.writer.append(record)
                 except JournalError as exc:
                     self._broken = str(exc)
                     self._warn(f"{exc}; recording stopped, test results are not affected")
@@ -391,7 +432,12 @@ class ResumableSession:
 
     def shard_line(self) -> str:
         shard = self.settings.shard_spec
-        frozen = "assignment frozen in attempt 1" if self.resumed else "assignment frozen"
+        if self.resumed:
+            frozen = "the rest of its assignment frozen in attempt 1"
+        elif self.adopted_from:
+            frozen = f"split as frozen by shard {self.adopted_from} of this run"
+        else:
+            frozen = "split by recorded durations, frozen"
         return (
             f"resumable: shard {shard}: {len(self.selected or ())} tests "
             f"({self.shard_excluded} belong to other shards; {frozen})"

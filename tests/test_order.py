@@ -1,0 +1,166 @@
+"""order.py: the run order under xdist and the shard partition (pure functions)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_resumable.order import (
+    ORDERED_MODES,
+    partition,
+    run_order,
+    scope_of,
+    shard_tests,
+    snake,
+    stable_shard,
+)
+
+MODULES = ["a.py", "b.py", "sub/c.py"]
+node_ids = st.builds(
+    lambda mod, cls, name, group: (
+        f"{mod}::{cls + '::' if cls else ''}test_{name}{'@' + group if group else ''}"
+    ),
+    st.sampled_from(MODULES),
+    st.sampled_from(["", "TestA", "TestB"]),
+    st.text("abcxyz[]-0123", min_size=1, max_size=6),
+    st.sampled_from(["", "", "g1", "g2"]),
+)
+suites = st.lists(node_ids, min_size=0, max_size=60, unique=True)
+durations_for = st.dictionaries(node_ids, st.floats(0, 100, allow_nan=False), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tests=suites,
+    durations=durations_for,
+    mode=st.sampled_from([*ORDERED_MODES, "each", "no"]),
+    workers=st.integers(1, 8),
+    data=st.data(),
+)
+def test_run_order_is_a_deterministic_permutation_that_keeps_groups_whole(
+    tests: list[str],
+    durations: dict[str, float],
+    mode: str,
+    workers: int,
+    data: st.DataObject,
+) -> None:
+    skip = set(data.draw(st.lists(st.sampled_from(tests), unique=True) if tests else st.just([])))
+    order = run_order(tests, durations, mode=mode, workers=workers, skip=skip)
+    assert sorted(order) == list(range(len(tests)))
+    assert order == run_order(tests, dict(durations), mode=mode, workers=workers, skip=set(skip))
+    scope = scope_of(mode)
+    ordered = [tests[i] for i in order]
+    if scope is not None:
+        # every group is one consecutive block: never split
+        seen: list[str] = []
+        for test in ordered:
+            key = scope(test)
+            if seen and seen[-1] == key:
+                continue
+            assert key not in seen, f"group {key} split"
+            seen.append(key)
+    elif mode in ORDERED_MODES:
+        # tests that will not run come last
+        runnable = [t for t in ordered if t not in skip]
+        assert ordered[: len(runnable)] == runnable
+    else:
+        assert order == list(range(len(tests)))
+
+
+def test_longest_first_and_the_first_chunks_dealt_fairly() -> None:
+    tests = [f"t.py::test_{i}" for i in range(40)]
+    durations = {t: 1.0 for t in tests}
+    durations["t.py::test_38"] = 30.0
+    durations["t.py::test_39"] = 20.0
+    # load with 2 workers: each first gets 40 // 2 // 4 = 5 consecutive tests
+    order = [tests[i] for i in run_order(tests, durations, mode="load", workers=2)]
+    assert order[0] == "t.py::test_38"
+    assert order[5] == "t.py::test_39"  # the second longest starts the second worker's chunk
+    # worksteal: two halves, one long test each
+    order = [tests[i] for i in run_order(tests, durations, mode="worksteal", workers=2)]
+    assert order[0] == "t.py::test_38" and order[20] == "t.py::test_39"
+
+
+def test_groups_ordered_by_total_duration() -> None:
+    tests = ["a.py::test_1", "a.py::test_2", "b.py::test_1", "c.py::test_1", "c.py::test_2"]
+    durations = {"a.py::test_1": 1, "a.py::test_2": 1, "b.py::test_1": 5, "c.py::test_1": 3}
+    # c.py::test_2 is untimed: the median of known ones, 2.0 -> c.py totals 5.0, ties keep
+    # collection order, so b.py (5.0, collected before c.py) comes first
+    order = [tests[i] for i in run_order(tests, durations, mode="loadfile", workers=1)]
+    assert order == ["b.py::test_1", "c.py::test_1", "c.py::test_2", "a.py::test_1", "a.py::test_2"]
+
+
+def test_untimed_tests_get_the_median() -> None:
+    tests = ["t::a", "t::b", "t::c", "t::new"]
+    durations = {"t::a": 1.0, "t::b": 9.0, "t::c": 5.0}
+    order = [tests[i] for i in run_order(tests, durations, mode="load", workers=1)]
+    assert order == ["t::b", "t::c", "t::new", "t::a"]  # new = median 5.0, after c (tie)
+
+
+def test_snake() -> None:
+    assert snake(list(range(7)), 3) == [[0, 5, 6], [1, 4], [2, 3]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tests=suites, durations=durations_for, shards=st.integers(1, 9))
+def test_partition_gives_every_test_to_exactly_one_shard(
+    tests: list[str], durations: dict[str, float], shards: int
+) -> None:
+    parts = partition(tests, durations, shards)
+    assert len(parts) == shards
+    assert Counter(t for p in parts for t in p) == Counter(tests)
+    assert parts == partition(list(tests), dict(durations), shards)
+    for k in range(1, shards + 1):
+        assert shard_tests(tests, k, shards, durations) == parts[k - 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=suites,
+    added=suites,
+    durations=durations_for,
+    later=durations_for,
+    shards=st.integers(1, 6),
+)
+def test_frozen_shards_keep_their_tests_and_new_tests_go_to_one_shard(
+    before: list[str],
+    added: list[str],
+    durations: dict[str, float],
+    later: dict[str, float],
+    shards: int,
+) -> None:
+    parts = partition(before, durations, shards)
+    now = before + [t for t in added if t not in before]
+    got = [
+        shard_tests(now, k, shards, later, (tuple(parts[k - 1]), tuple(before)))
+        for k in range(1, shards + 1)
+    ]
+    # whatever the durations say now, each shard keeps exactly its frozen tests ...
+    for k in range(shards):
+        assert [t for t in got[k] if t in before] == parts[k]
+    # ... and every test that appeared since is in exactly one shard
+    assert Counter(t for g in got for t in g) == Counter(now)
+    for t in now:
+        if t not in before:
+            assert t in got[stable_shard(t, shards)]
+
+
+def test_greedy_balance_on_skewed_durations() -> None:
+    tests = [f"t::{i}" for i in range(200)]
+    durations = {t: (10.0 if i % 50 == 0 else 0.1 + (i % 7) * 0.05) for i, t in enumerate(tests)}
+    for n in (2, 4, 8):
+        loads = [sum(durations[t] for t in p) for p in partition(tests, durations, n)]
+        bound = max(sum(durations.values()) / n, max(durations.values()))
+        assert max(loads) <= 1.05 * bound, (n, loads, bound)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_stable_shard_is_in_range_and_stable(n: int) -> None:
+    values = {stable_shard(f"t::{i}", n) for i in range(200)}
+    assert values <= set(range(n))
+    assert stable_shard("t::x", n) == stable_shard("t::x", n)
+    if n > 1:
+        assert len(values) == n
