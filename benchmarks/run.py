@@ -7,7 +7,10 @@ configurations run side by side, alternated, with the median over several pairs:
   process and with ``-n 2``; CPU time of the whole process tree (user + sys of all children)
   and wall time;
 * ``--resume`` start-up with a journal of 100,000 and 1,000,000 records (of other runs) vs an
-  empty journal, on a suite of 1 test.
+  empty journal, on a suite of 1 test;
+* ``compact`` of a 1,000,000-record journal: seconds and peak memory.
+
+Scheduling (``--resume-order``, ``--shard``) is measured by ``benchmarks/scheduling.py``.
 """
 
 from __future__ import annotations
@@ -141,6 +144,37 @@ def startup(records: int, pairs: int) -> dict[str, object]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def compaction(records: int) -> dict[str, object]:
+    """``pytest-resumable compact`` of a journal of old complete runs: time and peak memory of
+    the compacting process (its own ru_maxrss)."""
+    root = Path(tempfile.mkdtemp(prefix="resumable-bench-"))
+    try:
+        big = root / "journal.jsonl"
+        write_big_journal(big, records)
+        size = big.stat().st_size
+        code = (
+            "import resource, sys, time\n"
+            "from pathlib import Path\n"
+            "from pytest_resumable.compact import compact\n"
+            "t = time.perf_counter()\n"
+            "r = compact(Path(sys.argv[1]), keep_runs=3)\n"
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+            " r.after)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(big)], capture_output=True, text=True, check=True
+        )
+        seconds, maxrss_kb, after = out.stdout.split()
+        return {
+            "what": f"compact, {records:,}-record journal ({size / 1e6:.0f} MB -> "
+            f"{int(after) / 1e6:.1f} MB)",
+            "seconds": float(seconds),
+            "peak_mb": int(maxrss_kb) / 1024,
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few pairs (CI smoke)")
@@ -155,6 +189,7 @@ def main() -> int:
     ]
     if not args.quick:
         rows.append(startup(1_000_000, 3))
+    rows.append(compaction(100_000 if args.quick else 1_000_000))
     print(
         f"\nmachine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"median of alternated pairs\n"
@@ -165,6 +200,8 @@ def main() -> int:
                 f"{row['what']:<58} CPU {row['cpu']:+.1%}   wall {row['wall']:+.1%}"
                 f"   ({row['pairs']} pairs)"
             )
+        elif "seconds" in row:
+            print(f"{row['what']:<58} {row['seconds']:.2f} s, peak memory {row['peak_mb']:.0f} MB")
         else:
             print(f"{row['what']:<58} +{row['extra_s']:.3f} s wall   ({row['pairs']} pairs)")
     return 0

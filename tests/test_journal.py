@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pytest_resumable.journal import (
     VERSION,
     AttemptRecord,
+    DurationsRecord,
     EndRecord,
     HeaderRecord,
     JournalError,
@@ -28,6 +29,7 @@ from pytest_resumable.journal import (
     ReadStats,
     ResultRecord,
     RunRecord,
+    ShardRecord,
     StartRecord,
     cap_text,
     decode,
@@ -82,6 +84,24 @@ records = st.one_of(
         selected=st.integers(0, 10**6),
         results=st.integers(0, 10**6),
         complete=st.booleans(),
+    ),
+    st.lists(text, max_size=8).flatmap(
+        lambda selection: st.builds(
+            ShardRecord,
+            run=text,
+            attempt=st.integers(0, 10**6),
+            shard=text,
+            tests=st.tuples(*[st.sampled_from(selection)] * min(2, len(selection)))
+            if selection
+            else st.just(()),
+            selection=st.just(tuple(selection)),
+            assignment=st.tuples(*[st.integers(0, 50)] * len(selection)),
+        )
+    ),
+    st.builds(
+        DurationsRecord,
+        time=st.floats(0, 1e10),
+        tests=st.dictionaries(text, st.floats(0, 1e6), max_size=5),
     ),
 )
 

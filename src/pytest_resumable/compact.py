@@ -31,11 +31,7 @@ from pytest_resumable.journal import (
     encode,
     read_header,
 )
-from pytest_resumable.runstate import (
-    _RESULT_RE,
-    JournalIndex,
-    load_index,
-)
+from pytest_resumable.runstate import JournalIndex, load_durations, load_index
 
 #: runs kept by default: the newest ones, whatever their state
 DEFAULT_KEEP_RUNS = 3
@@ -149,7 +145,8 @@ def _compact_locked(path: Path, keep_runs: int, step: Callable[[str], None]) -> 
     before = os.stat(path).st_size
     index = load_index(path)
     kept = kept_runs(index, keep_runs)
-    durations: dict[str, float] = {}
+    # every test's latest duration (old summaries and all results), for the new summary
+    durations = load_durations(path)
     meta: dict[str, list[bytes]] = {r: [] for r in index.runs if r in kept}
     results: dict[str, dict[str, bytes]] = {r: {} for r in meta}
     starts: dict[str, dict[str, bytes]] = {r: {} for r in meta}
@@ -165,14 +162,7 @@ def _compact_locked(path: Path, keep_runs: int, step: Callable[[str], None]) -> 
             if match is not None:
                 kind, run = match.group(1), match.group(2).decode("utf-8", "replace")
                 if run not in meta:
-                    if kind == b"result":
-                        hit = _RESULT_RE.match(raw)
-                        if hit is not None:
-                            test = _test_of(raw, _RESULT_KEY)
-                            if test is not None:
-                                with contextlib.suppress(ValueError):
-                                    durations[test] = float(hit.group(3))
-                    continue
+                    continue  # a dropped run: its durations are in ``durations`` already
                 if kind == b"result":
                     test = _test_of(raw, _RESULT_KEY)
                     if test is not None and decode(raw) is not None:
@@ -185,9 +175,7 @@ def _compact_locked(path: Path, keep_runs: int, step: Callable[[str], None]) -> 
                         starts[run].setdefault(test, raw)
                 continue
             record = decode(raw)
-            if isinstance(record, DurationsRecord):
-                durations.update(record.tests)
-            elif (
+            if (
                 isinstance(record, (RunRecord, AttemptRecord, EndRecord, ShardRecord))
                 and record.run in meta
             ):

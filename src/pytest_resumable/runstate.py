@@ -174,13 +174,14 @@ def load_run(path: Path, summary: RunSummary, limit: int | None = None) -> RunSt
 
 
 # A result line as this package writes it; durations are read with this (C speed) instead of
-# parsing every line: ~0.3 s for 1,000,000 lines instead of ~4 s. Lines written otherwise
+# parsing every line: ~1 s for 1,000,000 lines instead of ~4 s. Not anchored with ``^``: a
+# pattern that starts with a literal is searched for as a literal (5x faster here), and the
+# literal cannot occur inside a JSON string, where quotes are escaped. Lines written otherwise
 # (by hand, by another tool) still count as results for resuming; only their duration is not
 # learnt, and durations only order and balance work, they never decide what runs.
 _RESULT_RE = re.compile(
-    rb'^\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*"),'
+    rb'\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*"),'
     rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
-    re.MULTILINE,
 )
 
 
@@ -189,6 +190,7 @@ def load_durations(path: Path, exclude_runs: Set[str] = frozenset()) -> dict[str
     from results and from the summaries compaction leaves; results of ``exclude_runs`` are
     left out (the other shards of this CI run, which may or may not have started yet)."""
     durations: dict[str, float] = {}
+    latest: dict[bytes, bytes] = {}
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -199,26 +201,32 @@ def load_durations(path: Path, exclude_runs: Set[str] = frozenset()) -> dict[str
                     record = decode(match.group(0))
                     if isinstance(record, DurationsRecord):
                         durations.update(record.tests)
-                loads = json.loads
-                for match in _RESULT_RE.finditer(data):
-                    run, test, value = match.groups()
-                    if exclude_runs and run.decode("utf-8", "replace") in exclude_runs:
-                        continue
-                    try:
-                        key = (
-                            loads(test)
-                            if b"\\" in test
-                            else test[1:-1].decode("utf-8", "surrogatepass")
-                        )
-                        durations[key] = float(value)
-                    except (ValueError, UnicodeError):
-                        continue
+                # latest per raw key first (C speed), then decode each distinct test once;
+                # in windows of whole lines, so memory does not grow with the journal
+                skip = {r.encode("utf-8", "surrogatepass") for r in exclude_runs}
+                pos = 0
+                while pos < size:
+                    end = data.find(b"\n", min(pos + _WINDOW, size - 1))
+                    end = size if end == -1 else end + 1
+                    for run, test, value in _RESULT_RE.findall(data, pos, end):
+                        if run not in skip:
+                            latest[test] = value
+                    pos = end
     except OSError:
-        pass
+        return durations
+    for test, value in latest.items():
+        try:
+            key = (
+                json.loads(test) if b"\\" in test else test[1:-1].decode("utf-8", "surrogatepass")
+            )
+            durations[key] = float(value)
+        except (ValueError, UnicodeError):
+            continue
     return durations
 
 
-_DURATIONS_RE = re.compile(rb'^\{"type":"durations",[^\n]*\n', re.MULTILINE)
+_DURATIONS_RE = re.compile(rb'\{"type":"durations",[^\n]*\n')
+_WINDOW = 8 << 20
 
 
 def load_all(path: Path) -> tuple[JournalIndex, dict[str, RunState]]:
