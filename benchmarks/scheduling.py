@@ -92,7 +92,9 @@ def resumed_makespan(root: Path, journal: Path, order: str, tag: str) -> dict[st
     log.unlink(missing_ok=True)
     env = {**os.environ, "SCHED_LOG": str(log)}
     subprocess.run(
-        pytest_cmd("-n", "4", "--resume", "--resume-order", order, "--resume-journal", str(journal)),
+        pytest_cmd(
+            "-n", "4", "--resume", "--resume-order", order, "--resume-journal", str(journal)
+        ),
         cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,

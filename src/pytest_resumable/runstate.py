@@ -216,9 +216,7 @@ def load_durations(path: Path, exclude_runs: Set[str] = frozenset()) -> dict[str
         return durations
     for test, value in latest.items():
         try:
-            key = (
-                json.loads(test) if b"\\" in test else test[1:-1].decode("utf-8", "surrogatepass")
-            )
+            key = json.loads(test) if b"\\" in test else test[1:-1].decode("utf-8", "surrogatepass")
             durations[key] = float(value)
         except (ValueError, UnicodeError):
             continue

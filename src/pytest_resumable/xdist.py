@@ -30,11 +30,18 @@ class ControllerXdistHooks:
         session = self.session
         if session.active:
             settings = session.settings
+            option = session.config.option
+            if settings.order == "duration" and getattr(option, "loadscopereorder", False):
+                # xdist's loadscope/loadfile/loadgroup would re-sort the groups by their number
+                # of tests; the workers' order (by total duration) replaces that
+                option.loadscopereorder = False
             node.workerinput[WORKERINPUT_KEY] = {
                 "run": session.run_id,
                 "attempt": session.attempt,
                 "carried": sorted(session.carried),
                 "order": settings.order,
+                # the worker's own config says "no": xdist sets the mode on the controller
+                "dist": str(getattr(session.config.option, "dist", "load")),
                 "durations": session.durations,
                 "shard": list(settings.shard) if settings.shard else None,
                 "frozen": [list(session.frozen[0]), list(session.frozen[1])]
@@ -107,7 +114,7 @@ class WorkerPlugin:
         order = run_order(
             ids,
             durations,
-            mode=str(config.getoption("dist", "load")),
+            mode=str(snapshot.get("dist", "load")),
             workers=int(workerinput.get("workercount", 1)),
             skip=self.skip,
             maxschedchunk=config.getoption("maxschedchunk", None),
