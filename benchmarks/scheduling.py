@@ -154,7 +154,7 @@ def shard_balance_benchmark() -> list[str]:
     try:
         from pytest_split.algorithms import Algorithms
     except ImportError:
-        Algorithms = None  # noqa: N806
+        Algorithms = None
     rng = random.Random(11)
     ids = [f"tests/test_m{i // 50:02d}.py::test_{i}" for i in range(100)]
     durations = {t: round(rng.lognormvariate(-1.0, 0.9), 4) for t in ids}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -60,7 +59,7 @@ def build(path: Path, runs: int = 5, tests: int = 20, repeats: int = 2) -> None:
 
 
 def snapshot(path: Path) -> dict[str, tuple[dict[str, str], set[str], bool]]:
-    index, states = load_all(path)
+    _index, states = load_all(path)
     return {
         run: (
             {t: r.outcome for t, r in state.results.items()},

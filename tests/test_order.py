@@ -72,7 +72,7 @@ def test_run_order_is_a_deterministic_permutation_that_keeps_groups_whole(
 
 def test_longest_first_and_the_first_chunks_dealt_fairly() -> None:
     tests = [f"t.py::test_{i}" for i in range(40)]
-    durations = {t: 1.0 for t in tests}
+    durations = dict.fromkeys(tests, 1.0)
     durations["t.py::test_38"] = 30.0
     durations["t.py::test_39"] = 20.0
     # load with 2 workers: each first gets 40 // 2 // 4 = 5 consecutive tests
@@ -81,7 +81,8 @@ def test_longest_first_and_the_first_chunks_dealt_fairly() -> None:
     assert order[5] == "t.py::test_39"  # the second longest starts the second worker's chunk
     # worksteal: two halves, one long test each
     order = [tests[i] for i in run_order(tests, durations, mode="worksteal", workers=2)]
-    assert order[0] == "t.py::test_38" and order[20] == "t.py::test_39"
+    assert order[0] == "t.py::test_38"
+    assert order[20] == "t.py::test_39"
 
 
 def test_groups_ordered_by_total_duration() -> None:

@@ -189,7 +189,9 @@ def test_verify_detects_a_missing_and_a_doubled_test(
     assert doubled.returncode == 1
     assert f"doubled: {other} (shards 1/3, 2/3)" in doubled.stdout.splitlines()
     js = json.loads(cli("verify", "ci-10", "--json", cwd=skewed.path).stdout)
-    assert js["ok"] is False and js["missing"] == [] and len(js["doubled"]) == 1
+    assert js["ok"] is False
+    assert js["missing"] == []
+    assert len(js["doubled"]) == 1
 
 
 def test_one_journal_per_shard_then_merge_and_verify(
@@ -222,11 +224,11 @@ def test_one_journal_per_shard_then_merge_and_verify(
     assert partial.returncode == 0
     verify = cli("verify", "ci-11", "--journal", "part.jsonl", cwd=skewed.path)
     assert verify.returncode == 1
-    s3 = [
+    s3 = next(
         json.loads(x)
         for x in (skewed.path / "j3.jsonl").read_bytes().splitlines()
         if b'"type":"shard"' in x
-    ][0]
+    )
     assert {f"missing: {t}" for t in s3["tests"]} <= set(verify.stdout.splitlines())
 
 
