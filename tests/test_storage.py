@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -176,3 +177,102 @@ def test_disk_full_mid_run_warns_once_and_results_are_unaffected(
     assert resumed.ret == 1
     assert suite.take_ran() == [t for t in ALL_28 if t not in recorded]
     resumed.stdout.fnmatch_lines([literal(f"*{len(recorded)}/28 have results*")])
+
+
+@contextlib.contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+        capture_output=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip("no small tmpfs here (needs root and mount): ENOSPC not tested")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def test_enospc_on_a_small_tmpfs_warns_once_and_results_are_unaffected(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """A real full disk: a 16 KiB tmpfs fills up with the journal mid-run."""
+    pytester.makepyfile(
+        test_suite="""
+        import pytest
+        @pytest.mark.parametrize("i", range(200))
+        def test_n(i):
+            assert i != 5, "five is not allowed"
+        """
+    )
+    disk = pytester.path / "disk"
+    with small_tmpfs(disk, "16k"):
+        proc = subprocess.run(
+            python_pytest("-p", "no:xdist", "--resume-journal", "disk/journal.jsonl"),
+            cwd=pytester.path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        out = proc.stdout
+        assert proc.returncode == 1, out + proc.stderr
+        assert "1 failed, 199 passed" in out
+        assert len(suite.take_ran()) == 200
+        warnings = [line for line in out.splitlines() if "recording stopped" in line]
+        assert len(warnings) == 2
+        assert "No space left on device" in warnings[0]
+        assert "Traceback" not in out + proc.stderr
+        journal = disk / "journal.jsonl"
+        recorded = {
+            json.loads(line)["test"]
+            for line in journal.read_bytes().splitlines()
+            if line.startswith(b'{"type":"result"') and line.endswith(b"}")
+        }
+        assert 0 < len(recorded) < 200
+
+
+@pytest.mark.parametrize(
+    "name", ["with space/jour nal.jsonl", "ünï cødé/journal.jsonl", "odd'\"$;&/journal.jsonl"]
+)
+def test_odd_characters_in_the_journal_path_and_resume_id(
+    suite: Suite, pytester: pytest.Pytester, name: str
+) -> None:
+    pytester.makepyfile(test_suite=SUITE_28)
+    run_id = "run 7 – ünï'\"$"
+    first = interrupt(
+        suite,
+        ["-p", "no:xdist", "--resume-journal", name, "--resume-id", run_id],
+        block_at=node(8),
+        sig=signal.SIGINT,
+    )
+    assert first.returncode == 2
+    assert "Traceback" not in first.output
+    suite.take_ran()
+    resumed = pytester.runpytest_subprocess(
+        "-p", "no:xdist", "--resume-journal", name, "--resume-id", run_id
+    )
+    assert resumed.ret == 1
+    assert suite.take_ran() == ALL_28[8:]
+    assert (pytester.path / name).is_file()
+
+
+def test_journal_path_is_a_symlink_to_somewhere_unwritable(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(test_suite=SUITE_28)
+    target = pytester.path / "ro"
+    link = pytester.path / "journal.jsonl"
+    with read_only(target):
+        link.symlink_to(target / "journal.jsonl")
+        result = pytester.runpytest_subprocess("-p", "no:xdist", "--resume-journal", str(link))
+        assert result.ret == 1  # only recording: a warning, tests run as usual
+        assert suite.take_ran() == ALL_28
+        result.stdout.fnmatch_lines(["resumable: cannot *; this session is not recorded"])
+        resumed = pytester.runpytest_subprocess(
+            "-p", "no:xdist", "--resume", "--resume-journal", str(link)
+        )
+        assert resumed.ret == pytest.ExitCode.USAGE_ERROR
+        assert suite.ran() == []
+        resumed.stderr.fnmatch_lines(["ERROR: resumable: cannot *"])
+        assert "Traceback" not in resumed.stderr.str() + resumed.stdout.str()
