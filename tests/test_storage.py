@@ -239,7 +239,7 @@ def test_odd_characters_in_the_journal_path_and_resume_id(
     suite: Suite, pytester: pytest.Pytester, name: str
 ) -> None:
     pytester.makepyfile(test_suite=SUITE_28)
-    run_id = "run 7 – ünï'\"$"
+    run_id = "run 7 \u2013 ünï'\"$"  # an en dash, non-ASCII, quotes, a dollar
     first = interrupt(
         suite,
         ["-p", "no:xdist", "--resume-journal", name, "--resume-id", run_id],
