@@ -92,3 +92,32 @@ def test_usage_error_is_exit_2(tmp_path: Path) -> None:
     result = cli("frobnicate", cwd=tmp_path)
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_show_filters_by_outcome_and_names_runs_by_prefix_or_resume_id(tmp_path: Path) -> None:
+    journal = tmp_path / ".pytest_cache" / "d" / "resumable" / "journal.jsonl"
+    write_journal(journal)
+    out = cli("show", "aaaa", "--outcome", "failed", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()  # a pipe: tab-separated
+    assert lines[0].split("\t") == ["test", "outcome", "duration", "attempt", "run", "message"]
+    assert [line.split("\t")[:2] for line in lines[1:]] == [["t.py::b", "failed"]]
+    data = json.loads(cli("show", "ci-7", "--json", cwd=tmp_path).stdout)
+    assert data["runs"] == ["bbbb2222"]
+    assert [(r["test"], r["outcome"]) for r in data["results"]] == [("t.py::a", "crashed")]
+
+
+def test_show_unknown_run_or_outcome_is_exit_2_and_one_line(tmp_path: Path) -> None:
+    journal = tmp_path / ".pytest_cache" / "d" / "resumable" / "journal.jsonl"
+    write_journal(journal)
+    for args, message in (
+        (("show", "zzzz"), "pytest-resumable: no run 'zzzz'"),
+        (("show", "aaaa", "--outcome", "bad"), "pytest-resumable: --outcome: unknown outcome"),
+        (("verify", "nope"), "pytest-resumable: no run 'nope'"),
+        (("compact", "--keep-runs", "-1"), "pytest-resumable: --keep-runs: expected"),
+    ):
+        out = cli(*args, cwd=tmp_path)
+        assert out.returncode == 2, args
+        assert out.stderr.startswith(message), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in out.stderr
