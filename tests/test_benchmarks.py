@@ -1,0 +1,34 @@
+"""The comparison benchmark (issue #7) measures what it claims: its resume columns come from real
+runs, so check them on a fast version of the same suite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import compare  # noqa: E402
+
+
+def test_count_run_leaves_carried_results_out() -> None:
+    line = "=== 1 failed (1 carried), 27 passed (7 carried), 2 deselected in 4.04s ==="
+    assert compare._count_run(line) == 20
+    assert compare._count_run("=== 3 passed, 1 xfailed in 0.1s ===") == 4
+
+
+def test_resume_comparison_counts_what_each_tool_ran() -> None:
+    rows = {row.tool: row for row in compare.resume_savings(0.05, lambda message: None)}
+    # 60 tests, interrupted in the 31st, test 5 fails
+    ours = rows["pytest-resumable"]
+    assert (ours.ran, ours.remaining, ours.missing, ours.repeated, ours.code) == (30, 30, 0, 0, 1)
+    # the recipes resume too, but run the failure again
+    for recipe in ("JSON status file (recipe)", "SQLite row per test (recipe)"):
+        row = rows[recipe]
+        assert (row.ran, row.missing, row.repeated, row.code) == (31, 0, 1, 1), recipe
+    # --lf runs the last failure only: the 30 tests without a result are never run
+    lf = rows["--lf (cannot resume)"]
+    assert (lf.ran, lf.missing) == (1, 30)
+    full = rows["full re-run (no plugin)"]
+    assert (full.ran, full.code) == (60, 1)
