@@ -300,6 +300,9 @@ def plot(
     return True
 
 
+SECTIONS = ("overhead", "scaling", "resume", "journal")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few pairs (CI smoke)")
@@ -311,6 +314,9 @@ def main() -> int:
         help="write benchmarks.md and benchmarks.png here (default: docs/ unless --quick)",
     )
     parser.add_argument("--limit", type=float, default=None, help="seconds before a run is stopped")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated sections, of: {','.join(SECTIONS)}"
+    )
     args = parser.parse_args()
     quick = args.quick
     pairs = args.pairs or (2 if quick else 5)
@@ -323,49 +329,55 @@ def main() -> int:
     )
     started = time.monotonic()
 
-    log("recording overhead")
-    over = [
-        overhead(tests, pairs, ["-p", "no:xdist"], "single process"),
-        overhead(tests, pairs, ["-n", "2"], "-n 2"),
-    ]
-    log("scaling, each tool recording")
-    sizes = [(200, 2), (1000, 2)] if quick else [(1000, 5), (10_000, 3), (100_000, 1)]
-    scale_rows = scaling(sizes, limit, log)
-    log("resume after an interruption at half")
-    resume_rows = resume_savings(0.2 if quick else 1.0, log)
-    resume_rows += resume_trivial(1000 if quick else 10_000, log)
-    log("start-up and compaction")
-    other = [startup(10_000 if quick else 100_000, pairs)]
-    if not quick:
-        other.append(startup(1_000_000, 3))
-        # under xdist the durations are read too, to order the work
-        other.append(startup(1_000_000, 3, ("-n", "2")))
-    other.append(compaction(100_000 if quick else 1_000_000))
-
+    sections = set(args.only.split(",")) if args.only else set(SECTIONS)
     lines = [
         f"Machine: {machine}. pytest-checkpoint "
         + ("installed" if checkpoint_available() else "not installed (rows left out)")
-        + f". Took {time.monotonic() - started:.0f} s.",
+        + ".",
         "",
-        *overhead_table(over),
-        "",
-        *scaling_table(scale_rows, limit),
-        "",
-        *resume_table(resume_rows),
-        "",
-        "| journal | figure |",
-        "|---|---|",
     ]
-    for row in other:
-        if "seconds" in row:
-            lines.append(
-                f"| {row['what']} | {row['seconds']:.2f} s, peak memory {row['peak_mb']:.0f} MB |"
-            )
-        else:
-            lines.append(f"| {row['what']} | {row['extra_s']:+.3f} s wall ({row['pairs']} pairs) |")
+    scale_rows: list[ScalingRow] = []
+    resume_rows: list[ResumeRow] = []
+    if "overhead" in sections:
+        log("recording overhead")
+        over = [
+            overhead(tests, pairs, ["-p", "no:xdist"], "single process"),
+            overhead(tests, pairs, ["-n", "2"], "-n 2"),
+        ]
+        lines += [*overhead_table(over), ""]
+    if "scaling" in sections:
+        log("scaling, each tool recording")
+        sizes = [(200, 2), (1000, 2)] if quick else [(1000, 5), (10_000, 3), (100_000, 1)]
+        scale_rows = scaling(sizes, limit, log)
+        lines += [*scaling_table(scale_rows, limit), ""]
+    if "resume" in sections:
+        log("resume after an interruption at half")
+        resume_rows = resume_savings(0.2 if quick else 1.0, log)
+        resume_rows += resume_trivial(1000 if quick else 10_000, log)
+        lines += [*resume_table(resume_rows), ""]
+    if "journal" in sections:
+        log("start-up and compaction")
+        other = [startup(10_000 if quick else 100_000, pairs)]
+        if not quick:
+            other.append(startup(1_000_000, 3))
+            # under xdist the durations are read too, to order the work
+            other.append(startup(1_000_000, 3, ("-n", "2")))
+        other.append(compaction(100_000 if quick else 1_000_000))
+        lines += ["| journal | figure |", "|---|---|"]
+        for row in other:
+            if "seconds" in row:
+                lines.append(
+                    f"| {row['what']} | {row['seconds']:.2f} s, peak memory "
+                    f"{row['peak_mb']:.0f} MB |"
+                )
+            else:
+                lines.append(
+                    f"| {row['what']} | {row['extra_s']:+.3f} s wall ({row['pairs']} pairs) |"
+                )
+    lines[0] += f" Took {time.monotonic() - started:.0f} s."
     text = "\n".join(lines) + "\n"
     print(text)
-    if out_dir is not None:
+    if out_dir is not None and sections == set(SECTIONS):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "benchmarks.md").write_text(text)
         command = "python benchmarks/run.py" + (" --quick" if quick else "")
