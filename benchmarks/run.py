@@ -45,7 +45,8 @@ from compare import (
     run_pytest,
     scaling,
 )
-from pytest_resumable.journal import (
+from pytest_resumable.journal.codec import encode
+from pytest_resumable.journal.records import (
     VERSION,
     AttemptRecord,
     EndRecord,
@@ -53,7 +54,6 @@ from pytest_resumable.journal import (
     ResultRecord,
     RunRecord,
     StartRecord,
-    encode,
 )
 
 
@@ -161,7 +161,7 @@ def compaction(records: int) -> dict[str, object]:
         code = (
             "import resource, sys, time\n"
             "from pathlib import Path\n"
-            "from pytest_resumable.compact import compact\n"
+            "from pytest_resumable.journal.rewrite import compact\n"
             "t = time.perf_counter()\n"
             "r = compact(Path(sys.argv[1]), keep_runs=3)\n"
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"

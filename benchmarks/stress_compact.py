@@ -17,12 +17,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pytest_resumable.compact import compact
+from pytest_resumable.journal.rewrite import compact
 
 APPENDER = """
 import sys, time
 from pathlib import Path
-from pytest_resumable.journal import JournalWriter, RunRecord, AttemptRecord, ResultRecord
+from pytest_resumable.journal.records import AttemptRecord, ResultRecord, RunRecord
+from pytest_resumable.journal.writer import JournalWriter
 path, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 w = JournalWriter(path, fsync="never", idle=0.002, max_hold=0.02)
 w.append(RunRecord(name, time.time(), name))

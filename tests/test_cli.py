@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_resumable.journal import (
+from pytest_resumable.journal.codec import encode
+from pytest_resumable.journal.records import (
     VERSION,
     AttemptRecord,
     EndRecord,
     HeaderRecord,
     ResultRecord,
     RunRecord,
-    encode,
 )
 
 

@@ -14,18 +14,17 @@ from pathlib import Path
 import pytest
 
 from conftest import SUITE_28, Suite, interrupt, node
-from pytest_resumable.compact import compact, leftover_temps
-from pytest_resumable.journal import (
+from pytest_resumable.history import read_durations, read_history
+from pytest_resumable.journal.errors import JournalLockTimeout, JournalVersionError
+from pytest_resumable.journal.records import (
     AttemptRecord,
     EndRecord,
-    JournalLockTimeout,
-    JournalVersionError,
-    JournalWriter,
     ResultRecord,
     RunRecord,
     StartRecord,
 )
-from pytest_resumable.runstate import load_all, load_durations, load_index
+from pytest_resumable.journal.rewrite import compact, leftover_temps
+from pytest_resumable.journal.writer import JournalWriter
 
 ALL_28 = [node(i) for i in range(28)]
 
@@ -59,13 +58,13 @@ def build(path: Path, runs: int = 5, tests: int = 20, repeats: int = 2) -> None:
 
 
 def snapshot(path: Path) -> dict[str, tuple[dict[str, str], set[str], bool]]:
-    _index, states = load_all(path)
+    states = read_history(path).runs
     return {
         run: (
             {t: r.outcome for t, r in state.results.items()},
             # in flight and without a result: what a resumed attempt runs again and names
-            state.in_flight(max(state.summary.attempts)) - set(state.results),
-            state.summary.complete,
+            state.in_flight(max(state.attempts)) - set(state.results),
+            state.complete,
         )
         for run, state in states.items()
     }
@@ -75,7 +74,7 @@ def test_compact_keeps_one_result_per_test_and_what_resuming_needs(tmp_path: Pat
     path = tmp_path / "journal.jsonl"
     build(path)
     before = snapshot(path)
-    durations_before = load_durations(path)
+    durations_before = read_durations(path)
     result = compact(path, keep_runs=2)
     assert result.after < result.before / 2
     after = snapshot(path)
@@ -84,13 +83,13 @@ def test_compact_keeps_one_result_per_test_and_what_resuming_needs(tmp_path: Pat
     for run in after:
         assert after[run] == before[run]
     assert after["run5"][1] == {"t.py::test_10"}
-    assert load_index(path).find_resumable(None, None) is not None
+    assert read_history(path).find_resumable(None, None) is not None
     # one record per test per run
     lines = [json.loads(x) for x in path.read_bytes().splitlines()]
     keys = Counter((x["run"], x["test"]) for x in lines if x["type"] == "result")
     assert set(keys.values()) == {1}
     # dropped runs live on as durations
-    assert load_durations(path) == durations_before
+    assert read_durations(path) == durations_before
     assert [x["type"] for x in lines[:2]] == ["header", "durations"]
     # compacting again changes nothing
     again = compact(path, keep_runs=2)
@@ -108,7 +107,7 @@ def test_compaction_keeps_every_shard_of_a_kept_ci_run(tmp_path: Path) -> None:
         w.append(EndRecord(run, 1, float(k), 0, 1, 1, True))
     w.close()
     compact(path, keep_runs=1)
-    assert set(load_index(path).runs) == {"s1", "s2", "s3"}
+    assert set(read_history(path).runs) == {"s1", "s2", "s3"}
 
 
 def test_a_resumed_session_after_compaction_runs_exactly_the_rest(
@@ -149,7 +148,7 @@ def test_compaction_killed_at_each_step_leaves_the_old_or_the_new_journal(
     code = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from pytest_resumable.compact import compact\n"
+        "from pytest_resumable.journal.rewrite import compact\n"
         "def kill(s):\n"
         "    if s == sys.argv[2]:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -230,7 +229,7 @@ def test_automatic_compaction_at_session_end(suite: Suite, pytester: pytest.Pyte
     size = suite.journal.stat().st_size
     result.stdout.fnmatch_lines(["resumable: journal compacted: * -> * bytes*"])
     assert size < 40000
-    runs = load_index(suite.journal).runs
+    runs = read_history(suite.journal).runs
     assert len(runs) <= 4
-    durations = load_durations(suite.journal)
+    durations = read_durations(suite.journal)
     assert set(durations) == set(ALL_28)

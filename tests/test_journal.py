@@ -16,30 +16,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_resumable.journal import (
+from pytest_resumable.history import read_history
+from pytest_resumable.journal.codec import (
+    cap_text,
+    decode,
+    encode,
+    encode_str,
+    passed_line,
+    start_prefix,
+)
+from pytest_resumable.journal.errors import JournalError, JournalLockTimeout, JournalVersionError
+from pytest_resumable.journal.reader import ReadStats, iter_records
+from pytest_resumable.journal.records import (
     VERSION,
     AttemptRecord,
     DurationsRecord,
     EndRecord,
     HeaderRecord,
-    JournalError,
-    JournalLockTimeout,
-    JournalVersionError,
-    JournalWriter,
-    ReadStats,
     ResultRecord,
     RunRecord,
     ShardRecord,
     StartRecord,
-    cap_text,
-    decode,
-    encode,
-    encode_passed,
-    encode_str,
-    iter_records,
-    start_prefix,
 )
-from pytest_resumable.runstate import load_index, load_run
+from pytest_resumable.journal.writer import JournalWriter
 
 text = st.text(st.characters(codec="utf-8"), max_size=40)
 results = st.builds(
@@ -130,7 +129,7 @@ def test_encode_decode_round_trip(record: object) -> None:
 def test_fast_encoders_match_encode(
     run: str, attempt: int, test: str, duration: float, line: int | None, file_hash: str | None
 ) -> None:
-    assert encode_passed(run, attempt, test, duration, line, file_hash) == encode(
+    assert passed_line(run, attempt, test, duration, line, file_hash) == encode(
         ResultRecord(run, attempt, test, "passed", duration, line=line, file_hash=file_hash)
     )
     fast_start = (start_prefix(run, attempt) + encode_str(test) + "}\n").encode(
@@ -152,7 +151,7 @@ def test_reader_never_raises_on_arbitrary_bytes(
     lines = set(data.split(b"\n"))
     for record in out:
         assert any(decode(line) == record for line in lines)
-    load_index(path)
+    read_history(path)
 
 
 @given(st.lists(records, max_size=20), st.binary(max_size=200), st.integers(0, 10**6))
@@ -326,7 +325,7 @@ def test_huge_failure_text_is_capped_in_the_record() -> None:
     assert len(line) < 70 * 1024
 
 
-def test_runstate_in_flight_and_crashed(tmp_path: Path) -> None:
+def test_history_in_flight_and_the_newest_unfinished_run(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     writer = JournalWriter(path)
     for rec in [
@@ -343,14 +342,19 @@ def test_runstate_in_flight_and_crashed(tmp_path: Path) -> None:
     ]:
         writer.append(rec)
     writer.close()
-    index = load_index(path)
-    assert list(index.runs) == ["r", "other"]
-    summary = index.find_resumable(None, None)
-    assert summary is not None
-    assert summary.id == "other"
-    state = load_run(path, index.runs["r"])
+    history = read_history(path)
+    assert list(history.runs) == ["r", "other"]
+    newest = history.find_resumable(None, None)
+    assert newest is not None
+    assert newest.id == "other"
+    state = history.runs["r"]
     assert set(state.results) == {"a"}
     assert state.in_flight(1) == {"b"}
     assert state.in_flight(2) == {"b"}
-    assert state.crashed_candidates(3) == ["b"]
-    assert state.crashed_candidates(2) == []
+    assert state.last_attempt is not None
+    assert state.last_attempt.died
+    # a session reads only the newest run of its identity in detail
+    only = read_history(path, newest_detail_only=True)
+    assert not only.runs["r"].detailed
+    assert only.runs["r"].results == {}
+    assert only.runs["other"].in_flight(1) == {"b"}

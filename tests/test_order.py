@@ -1,22 +1,11 @@
-"""order.py: the run order under xdist and the shard partition (pure functions)."""
+"""order.py: the order xdist hands tests out in (pure functions)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_resumable.order import (
-    ORDERED_MODES,
-    partition,
-    run_order,
-    scope_of,
-    shard_tests,
-    snake,
-    stable_shard,
-)
+from pytest_resumable.order import ORDERED_MODES, run_order, scope_of, snake
 
 MODULES = ["a.py", "b.py", "sub/c.py"]
 node_ids = st.builds(
@@ -103,65 +92,3 @@ def test_untimed_tests_get_the_median() -> None:
 
 def test_snake() -> None:
     assert snake(list(range(7)), 3) == [[0, 5, 6], [1, 4], [2, 3]]
-
-
-@settings(max_examples=300, deadline=None)
-@given(tests=suites, durations=durations_for, shards=st.integers(1, 9))
-def test_partition_gives_every_test_to_exactly_one_shard(
-    tests: list[str], durations: dict[str, float], shards: int
-) -> None:
-    parts = partition(tests, durations, shards)
-    assert len(parts) == shards
-    assert Counter(t for p in parts for t in p) == Counter(tests)
-    assert parts == partition(list(tests), dict(durations), shards)
-    for k in range(1, shards + 1):
-        assert shard_tests(tests, k, shards, durations) == parts[k - 1]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    before=suites,
-    added=suites,
-    durations=durations_for,
-    later=durations_for,
-    shards=st.integers(1, 6),
-)
-def test_frozen_shards_keep_their_tests_and_new_tests_go_to_one_shard(
-    before: list[str],
-    added: list[str],
-    durations: dict[str, float],
-    later: dict[str, float],
-    shards: int,
-) -> None:
-    parts = partition(before, durations, shards)
-    now = before + [t for t in added if t not in before]
-    got = [
-        shard_tests(now, k, shards, later, (tuple(parts[k - 1]), tuple(before)))
-        for k in range(1, shards + 1)
-    ]
-    # whatever the durations say now, each shard keeps exactly its frozen tests ...
-    for k in range(shards):
-        assert [t for t in got[k] if t in before] == parts[k]
-    # ... and every test that appeared since is in exactly one shard
-    assert Counter(t for g in got for t in g) == Counter(now)
-    for t in now:
-        if t not in before:
-            assert t in got[stable_shard(t, shards)]
-
-
-def test_greedy_balance_on_skewed_durations() -> None:
-    tests = [f"t::{i}" for i in range(200)]
-    durations = {t: (10.0 if i % 50 == 0 else 0.1 + (i % 7) * 0.05) for i, t in enumerate(tests)}
-    for n in (2, 4, 8):
-        loads = [sum(durations[t] for t in p) for p in partition(tests, durations, n)]
-        bound = max(sum(durations.values()) / n, max(durations.values()))
-        assert max(loads) <= 1.05 * bound, (n, loads, bound)
-
-
-@pytest.mark.parametrize("n", [1, 3, 7])
-def test_stable_shard_is_in_range_and_stable(n: int) -> None:
-    values = {stable_shard(f"t::{i}", n) for i in range(200)}
-    assert values <= set(range(n))
-    assert stable_shard("t::x", n) == stable_shard("t::x", n)
-    if n > 1:
-        assert len(values) == n

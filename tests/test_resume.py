@@ -45,7 +45,7 @@ def test_interrupted_after_8_resume_runs_exactly_the_other_20(
         [
             literal(
                 "resumable: resuming run * (attempt 2): 8/28 have results (7 passed, 1 failed); "
-                "20 to run; 1 was in flight: test_suite.py::test_n[8]"
+                "20 to run; 1 was in flight: test_suite.py::test_n[8]*"
             ),
             literal(
                 "FAILED (carried) test_suite.py::test_n[5] - AssertionError: five is not allowed*"
@@ -119,12 +119,12 @@ def test_sigkill_at_several_points_every_test_runs_once_but_the_in_flight(
     assert len({r["run"] for r in suite.records("result")}) == 1
 
 
-def test_test_in_flight_in_two_dead_attempts_is_recorded_crashed(
+def test_a_test_that_kills_its_process_is_proven_crashed_in_a_child(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
-    """A test that kills the process cannot make resuming loop forever."""
+    """Blame needs proof: the in-flight test of a dead single-process attempt runs in a child
+    process first; only its own death there makes it ``crashed``, and resuming never loops."""
     pytester.makepyfile(
-        test_suite=SUITE_28,
         test_killer="""
         import os, signal
         def test_kills():
@@ -133,27 +133,49 @@ def test_test_in_flight_in_two_dead_attempts_is_recorded_crashed(
             pass
     """,
     )
-    for _ in range(2):
-        dead = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "test_killer.py")
-        assert dead.ret == -signal.SIGKILL
-    third = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "test_killer.py")
-    assert third.ret == 1
-    third.stdout.fnmatch_lines(
+    dead = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
+    assert dead.ret == -signal.SIGKILL
+    second = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
+    assert second.ret == 1
+    second.stdout.fnmatch_lines(
         [
-            "*1 recorded crashed (in flight in 2 dead attempts)*",
-            "FAILED (carried) test_killer.py::test_kills - crashed: the process died*",
-            "resumable: run * complete after 3 attempts (1 passed, 1 crashed)",
+            "*1 was in flight: test_killer.py::test_kills (1 first run in a child process)*",
+            "crashed: the test killed its process (signal 9 (SIGKILL))",
+            "FAILED test_killer.py::test_kills - crashed: the test killed its process*",
+            "resumable: run * complete after 2 attempts (1 passed, 1 crashed)",
         ]
     )
+    [crashed] = [r for r in suite.records("result") if r["outcome"] == "crashed"]
+    assert crashed["test"] == "test_killer.py::test_kills"
     assert Counter(suite.take_ran()) == {
-        "test_killer.py::test_kills": 2,
+        "test_killer.py::test_kills": 2,  # in the first attempt, then in the child
         "test_killer.py::test_after": 1,
     }
-    # --resume-retry-failed runs a crashed test again (a new run, the old one is complete)
+    # the run is complete: no loop. --resume-retry-failed runs a crashed test again
     retry = pytester.runpytest_subprocess(
         "--resume-retry-failed", "-p", "no:xdist", "test_killer.py::test_after"
     )
     assert retry.ret == 0
+
+
+def test_external_kills_never_blame_the_test_in_flight(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """Two SIGKILLs from outside while the same test runs: it is innocent (issue #14)."""
+    pytester.makepyfile(test_suite=SUITE_28)
+    for _ in range(2):
+        killed = interrupt(
+            suite, ["--resume", "-p", "no:xdist"], block_at=node(8), sig=signal.SIGKILL
+        )
+        assert killed.returncode == -signal.SIGKILL
+        suite.take_ran()
+    resumed = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
+    assert resumed.ret == 1  # test_n[5] only
+    assert [r for r in suite.records("result") if r["outcome"] == "crashed"] == []
+    assert suite.take_ran() == ALL_28[8:]
+    resumed.stdout.fnmatch_lines(
+        ["resumable: run * complete after 3 attempts (27 passed, 1 failed)"]
+    )
 
 
 def test_retry_failed_runs_carried_failures_again(suite: Suite, pytester: pytest.Pytester) -> None:

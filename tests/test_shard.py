@@ -14,6 +14,13 @@ from pathlib import Path
 import pytest
 
 from conftest import Suite, interrupt
+from pytest_resumable.history import read_durations
+from pytest_resumable.sharding import partition
+
+
+def split_of(tests: list[str], durations: dict[str, float]) -> list[list[str]]:
+    owner = partition(tests, durations, 3)
+    return [[t for t, o in zip(tests, owner, strict=True) if o == k] for k in range(3)]
 
 # 30 tests with recorded durations that depend on $SKEW: the same suite can be made to
 # "change its durations" between runs.
@@ -92,10 +99,7 @@ def test_shards_in_turn_run_every_test_exactly_once(
 def test_a_retried_shard_runs_exactly_the_rest_of_its_own_tests(
     skewed: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_resumable.order import partition
-    from pytest_resumable.runstate import load_durations
-
-    before = partition(ALL, load_durations(skewed.journal), 3)
+    before = split_of(ALL, read_durations(skewed.journal))
     mine = before[1]  # shard 2/3
     first = interrupt(
         skewed,
@@ -114,7 +118,7 @@ def test_a_retried_shard_runs_exactly_the_rest_of_its_own_tests(
     monkeypatch.setenv("SKEW", "reverse")
     assert pytester.runpytest_subprocess("-p", "no:xdist", "--resume-new").ret == 0
     skewed.take_ran()
-    assert partition(ALL, load_durations(skewed.journal), 3) != before
+    assert split_of(ALL, read_durations(skewed.journal)) != before
 
     retried = pytester.runpytest_subprocess(
         "-p", "no:xdist", "--shard", "2/3", "--resume-id", "ci-8"
@@ -239,3 +243,26 @@ def test_durations_export_for_pytest_split(skewed: Suite) -> None:
     assert set(data) == set(ALL)
     assert all(isinstance(v, float) for v in data.values())
     assert data["test_w.py::test_w[10]"] > data["test_w.py::test_w[11]"]
+
+
+def test_shards_started_late_under_xdist_adopt_the_frozen_split(
+    skewed: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adopted split reaches xdist workers resolved (issue #13: they re-partitioned with
+    today's durations, so 3 shards of 30 tests ran 23 distinct tests and verify found doubles)."""
+    before = split_of(ALL, read_durations(skewed.journal))
+    first = pytester.runpytest_subprocess("-p", "no:xdist", "--shard", "2/3", "--resume-id", "ci-9")
+    assert first.ret == 0
+    assert sorted(skewed.take_ran()) == sorted(before[1])
+    monkeypatch.setenv("SKEW", "reverse")  # durations change before the other shards start
+    assert pytester.runpytest_subprocess("-p", "no:xdist", "--resume-new").ret == 0
+    skewed.take_ran()
+    assert split_of(ALL, read_durations(skewed.journal)) != before
+    for k in (1, 3):
+        late = pytester.runpytest_subprocess("-n", "2", "--shard", f"{k}/3", "--resume-id", "ci-9")
+        assert late.ret == 0
+        late.stdout.fnmatch_lines([f"resumable: shard {k}/3: *split as frozen by shard 2/3*"])
+        assert sorted(skewed.take_ran()) == sorted(before[k - 1])
+    verify = cli("verify", "ci-9", cwd=skewed.path)
+    assert verify.returncode == 0, verify.stdout
+    assert "30 selected tests, 30 with a result, 0 missing, 0 doubled" in verify.stdout

@@ -132,7 +132,7 @@ def test_corrupt_line_is_skipped_counted_and_its_test_runs_again(
     suite.journal.write_bytes(b"".join(lines))
     result = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
     assert suite.take_ran() == [node(3), *ALL_28[10:]]
-    result.stdout.fnmatch_lines(["*9/28 have results*; 1 corrupt journal lines skipped"])
+    result.stdout.fnmatch_lines(["*9/28 have results*; 1 corrupt journal line skipped"])
     status = subprocess.run(
         [sys.executable, "-m", "pytest_resumable", "status", "--journal", str(suite.journal)],
         capture_output=True,
@@ -153,7 +153,9 @@ def test_disk_full_mid_run_warns_once_and_results_are_unaffected(
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     proc = subprocess.run(
-        python_pytest("-p", "no:xdist", "-p", "no:cacheprovider"),
+        python_pytest(
+            "-p", "no:xdist", "-p", "no:cacheprovider", f"--resume-journal={suite.journal}"
+        ),
         cwd=pytester.path,
         capture_output=True,
         text=True,
@@ -177,6 +179,22 @@ def test_disk_full_mid_run_warns_once_and_results_are_unaffected(
     assert resumed.ret == 1
     assert suite.take_ran() == [t for t in ALL_28 if t not in recorded]
     resumed.stdout.fnmatch_lines([literal(f"*{len(recorded)}/28 have results*")])
+
+
+def test_the_default_journal_is_created_through_pytests_cache(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """The cache is marked as pytest marks it (.gitignore, CACHEDIR.TAG): `git add -A` must
+    not stage the journal and the failure texts in it (issue #15)."""
+    pytester.makepyfile(test_suite=SUITE_28)
+    assert pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:cacheprovider").ret == 1
+    assert not (pytester.path / ".pytest_cache").exists()  # no cache: nothing recorded
+    verbose = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:cacheprovider", "-v")
+    verbose.stdout.fnmatch_lines(["resumable: pytest's cache is off*not recorded"])
+    assert pytester.runpytest_subprocess("-p", "no:xdist").ret == 1
+    assert suite.journal.exists()
+    assert (pytester.path / ".pytest_cache" / ".gitignore").read_text().strip().endswith("*")
+    assert (pytester.path / ".pytest_cache" / "CACHEDIR.TAG").exists()
 
 
 @contextlib.contextmanager

@@ -4,58 +4,46 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pytest_resumable import __version__
-from pytest_resumable.compact import DEFAULT_KEEP_RUNS, compact, merge
-from pytest_resumable.journal import OUTCOMES, JournalError
-from pytest_resumable.runstate import (
-    JournalIndex,
-    RunState,
-    RunSummary,
-    load_all,
-    load_durations,
-)
-
-DEFAULT_JOURNAL = Path(".pytest_cache") / "d" / "resumable" / "journal.jsonl"
+from pytest_resumable.history import History, RunState, read_durations, read_history, verify_runs
+from pytest_resumable.journal.errors import JournalError
+from pytest_resumable.journal.records import OUTCOMES
+from pytest_resumable.journal.rewrite import DEFAULT_KEEP_RUNS, compact, merge
+from pytest_resumable.options import cli_journal_path
+from pytest_resumable.terminal import escape
 
 
-def default_journal() -> Path:
-    env = os.environ.get("PYTEST_RESUME_JOURNAL")
-    return Path(env) if env else DEFAULT_JOURNAL
-
-
-def _row(summary: RunSummary, state: RunState) -> dict[str, object]:
+def _row(state: RunState) -> dict[str, object]:
     counts = state.counts()
-    last = summary.last_attempt
-    selected = last.end.selected if last and last.end else None
-    if selected is None and state.shard is not None:
-        selected = len(state.shard.tests)
     return {
-        "run": summary.id,
-        "resume_id": summary.record.resume_id,
-        "shard": summary.record.shard,
-        "attempts": len(summary.attempts),
+        "run": state.id,
+        "resume_id": state.record.resume_id,
+        "shard": state.record.shard,
+        "attempts": len(state.attempts),
         "results": len(state.results),
-        "selected": selected,
+        "selected": state.selected,
         "failed": counts.get("failed", 0) + counts.get("error", 0),
         "crashed": counts.get("crashed", 0),
-        "complete": summary.complete,
-        "last_activity": summary.last_time,
+        "complete": state.complete,
+        "last_activity": state.last_time,
     }
 
 
 def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Aligned columns in a terminal; tab-separated, no padding, in a pipe."""
+    rows = [[escape(cell) for cell in row] for row in rows]  # text from a journal: escaped
     if not sys.stdout.isatty():
         for row in [header, *rows]:
             print("\t".join(row))
@@ -73,9 +61,9 @@ def _dump(obj: object) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     path: Path = args.journal
-    index, states = load_all(path)
-    rows = [_row(summary, states[summary.id]) for summary in index.runs.values()]
-    corrupt = index.stats.corrupt
+    history = read_history(path)
+    rows = [_row(state) for state in history.runs.values()]
+    corrupt = history.corrupt
     if args.json:
         _dump({"journal": str(path), "runs": rows, "corrupt_lines": corrupt})
         return 0
@@ -121,9 +109,9 @@ class UsageProblem(Exception):
     """A command-line mistake found after parsing: exit 2, one line."""
 
 
-def _find_runs(index: JournalIndex, name: str) -> list[RunSummary]:
+def _find_runs(history: History, name: str) -> list[RunState]:
     """Runs named by ``name``: a run id, a unique prefix of one, or a --resume-id."""
-    runs = list(index.runs.values())
+    runs = list(history.runs.values())
     exact = [r for r in runs if r.id == name]
     if exact:
         return exact
@@ -135,16 +123,12 @@ def _find_runs(index: JournalIndex, name: str) -> list[RunSummary]:
         return prefixed
     if prefixed:
         raise UsageProblem(f"run {name!r} is ambiguous: {', '.join(r.id for r in prefixed)}")
-    raise UsageProblem(f"no run {name!r} in {index_path(index)}")
-
-
-def index_path(index: JournalIndex) -> str:
-    return getattr(index, "path", "the journal")
+    raise UsageProblem(f"no run {name!r} in {history.path}")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    index, states = load_all(args.journal)
-    runs = _find_runs(index, args.run)
+    history = read_history(args.journal)
+    runs = _find_runs(history, args.run)
     wanted = set(args.outcome.split(",")) if args.outcome else None
     if wanted is not None and not wanted <= set(OUTCOMES):
         raise UsageProblem(
@@ -152,13 +136,13 @@ def cmd_show(args: argparse.Namespace) -> int:
             + ",".join(OUTCOMES)
         )
     rows = []
-    for summary in runs:
-        for result in states[summary.id].results.values():
+    for state in runs:
+        for result in state.results.values():
             if wanted is None or result.outcome in wanted:
                 rows.append(
                     {
-                        "run": summary.id,
-                        "shard": summary.record.shard,
+                        "run": state.id,
+                        "shard": state.record.shard,
                         "test": result.test,
                         "outcome": result.outcome,
                         "duration": result.duration,
@@ -204,7 +188,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    written, dropped = merge(args.inputs, args.output)
+    written, dropped = merge(args.inputs, args.output, lock_timeout=args.lock_timeout)
     print(
         f"{args.output}: {written:,} records from {len(args.inputs)} journals "
         f"({dropped:,} duplicates dropped)"
@@ -213,79 +197,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    index, states = load_all(args.journal)
-    runs = _find_runs(index, args.run)
-    report = verify_runs([states[r.id] for r in runs])
+    history = read_history(args.journal)
+    verdict = verify_runs(_find_runs(history, args.run))
     if args.json:
-        _dump(report)
+        _dump(verdict.to_dict())
     else:
-        for line in report["lines"]:
-            print(line)
-    return 0 if report["ok"] else 1
-
-
-def verify_runs(states: list[RunState]) -> dict[str, Any]:
-    """Whether the runs (the shards of one CI run) gave every selected test one result."""
-    lines: list[str] = []
-    sharded = [s for s in states if s.shard is not None]
-    problems: dict[str, list[str]] = {"missing": [], "doubled": [], "unassigned": []}
-    if not sharded:
-        for state in states:
-            last = state.summary.last_attempt
-            selected = last.end.selected if last and last.end else None
-            if selected is None or len(state.results) < selected:
-                problems["missing"].append(
-                    f"run {state.summary.id}: {len(state.results)} results of "
-                    f"{selected if selected is not None else '?'} selected"
-                )
-        ok = not problems["missing"]
-        lines.append(
-            f"{len(states)} run(s), not sharded: "
-            + ("every selected test has a result" if ok else "; ".join(problems["missing"]))
-        )
-        return {"ok": ok, "lines": lines, **problems}
-    specs = sorted({s.summary.record.shard or "" for s in sharded})
-    n = int(specs[0].split("/")[1]) if "/" in specs[0] else 0
-    present = {int(spec.split("/")[0]) for spec in specs if "/" in spec}
-    selection: set[str] = set()
-    for state in sharded:
-        assert state.shard is not None
-        selection |= set(state.shard.selection)
-    owners: dict[str, list[str]] = {}
-    results: dict[str, list[str]] = {}
-    for state in sharded:
-        assert state.shard is not None
-        for test in state.shard.tests:
-            owners.setdefault(test, []).append(state.shard.shard)
-        for test in state.results:
-            results.setdefault(test, []).append(state.shard.shard)
-    for test in sorted(selection | set(results)):
-        got = results.get(test, [])
-        if len(got) == 0:
-            problems["missing"].append(test)
-        elif len(got) > 1:
-            problems["doubled"].append(f"{test} (shards {', '.join(sorted(got))})")
-        if test in selection and not owners.get(test) and not got:
-            problems["unassigned"].append(test)
-    absent = sorted(set(range(1, n + 1)) - present)
-    ok = not problems["missing"] and not problems["doubled"]
-    lines.append(
-        f"{len(sharded)} shard run(s) of {n}"
-        + (f" (shard {', '.join(map(str, absent))} never ran)" if absent else "")
-        + f": {len(selection)} selected tests, {sum(1 for t in selection if t in results)} "
-        f"with a result, {len(problems['missing'])} missing, {len(problems['doubled'])} doubled"
-    )
-    for kind in ("missing", "doubled"):
-        for item in problems[kind][:50]:
-            lines.append(f"{kind}: {item}")
-        if len(problems[kind]) > 50:
-            lines.append(f"{kind}: ... and {len(problems[kind]) - 50} more")
-    lines.append("OK" if ok else "FAILED")
-    return {"ok": ok, "lines": lines, "absent_shards": absent, **problems}
+        for line in verdict.lines:
+            print(escape(line))
+    return 0 if verdict.ok else 1
 
 
 def cmd_durations(args: argparse.Namespace) -> int:
-    durations = load_durations(args.journal)
+    durations = read_durations(args.journal)
     if args.format == "text":
         out = "".join(f"{d:.6f}\t{t}\n" for t, d in sorted(durations.items(), key=lambda x: -x[1]))
     else:  # json and pytest-split's .test_durations are the same: {"node id": seconds}
@@ -303,13 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pytest-resumable", description="Inspect pytest-resumable journals."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--journal",
-        type=Path,
-        default=None,
-        help=f"journal file (default: $PYTEST_RESUME_JOURNAL, else {DEFAULT_JOURNAL})",
+    journal_help = (
+        "journal file (default: $PYTEST_RESUME_JOURNAL, else what pytest run here would use: "
+        "resume_journal or cache_dir from the ini file, else "
+        ".pytest_cache/d/resumable/journal.jsonl)"
     )
+    # accepted before and after the subcommand; SUPPRESS keeps one from resetting the other
+    parser.add_argument("--journal", default=None, help=journal_help)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--journal", default=argparse.SUPPRESS, help=journal_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = sub.add_parser("status", parents=[common], help="one row per run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -340,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     mrg = sub.add_parser("merge", help="merge journals (one per CI shard) into one")
     mrg.add_argument("inputs", nargs="+", type=Path, metavar="IN")
     mrg.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
-    mrg.set_defaults(func=cmd_merge, journal=Path("-"))
+    mrg.add_argument(
+        "--lock-timeout", type=float, default=30.0, help="seconds to wait for OUT's lock"
+    )
+    mrg.set_defaults(func=cmd_merge)
 
     ver = sub.add_parser(
         "verify", parents=[common], help="check that a run's shards gave every test one result"
@@ -364,12 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.journal is None:
-        args.journal = default_journal()
     try:
+        args.journal = cli_journal_path(args.journal, Path.cwd())
         return int(args.func(args))
-    except (JournalError, UsageProblem) as exc:
-        print(f"pytest-resumable: {str(exc).removeprefix('resumable: ')}", file=sys.stderr)
+    except (JournalError, UsageProblem, ValueError) as exc:
+        message = escape(str(exc).removeprefix("resumable: "))
+        print(f"pytest-resumable: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `| head`
         return 0

@@ -1,0 +1,100 @@
+"""Run a suspect test in a child process: blame needs proof, not a count of deaths.
+
+When a single-process attempt died with tests in flight, nobody knows whether one of them
+killed it or something from outside did (a CI timeout, the OOM killer, a user's kill). The
+next single-process attempt runs each such test in a forked child first (pytest-forked's idea,
+in ~60 lines instead of a dependency: we need the child's reports and how it died, nothing
+else). The child runs the test's protocol and hands its reports back serialized; the parent
+logs them as if the test had run in-process. Only if the child dies is the test recorded
+``crashed``, with how it died (signal or exit code). An external kill of the parent blames
+nobody, and the test never runs in the parent, so resuming cannot loop on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from typing import Any
+
+import pytest
+
+from pytest_resumable.results import skip_protocol
+
+
+def how_it_died(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown signal"
+        return f"signal {number} ({name})"
+    if os.WIFEXITED(status):
+        return f"exit code {os.WEXITSTATUS(status)}"
+    return f"wait status {status}"
+
+
+def run_in_child(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> tuple[list[pytest.TestReport] | None, str]:
+    """Run ``item``'s protocol in a forked child. ``(reports, "")`` if the child lived;
+    ``(None, how it died)`` otherwise."""
+    from _pytest.runner import runtestprotocol  # what pytest-forked uses too; no public API
+
+    config = item.config
+    fd, path = tempfile.mkstemp(prefix="pytest-resumable-child-", suffix=".json")
+    os.close(fd)
+    try:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; coverage does not see it
+            code = 1
+            try:
+                _die_with(parent)
+                reports = runtestprotocol(item, nextitem=nextitem, log=False)
+                data = [
+                    config.hook.pytest_report_to_serializable(config=config, report=r)
+                    for r in reports
+                ]
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(data, f, default=repr)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            return [_report(config, d) for d in data], ""
+        return None, how_it_died(status)
+    finally:
+        os.unlink(path)
+
+
+def _die_with(parent: int) -> None:
+    """The child must not outlive the parent: killed from outside, the whole attempt ends."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the child finishes its test alone
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _report(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport:
+    report = config.hook.pytest_report_from_serializable(config=config, data=data)
+    if isinstance(report.longrepr, list):
+        report.longrepr = tuple(report.longrepr)
+    report.location = tuple(report.location)
+    return report  # type: ignore[no-any-return]
+
+
+def after_child(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """The parent's bookkeeping after the child ran the test: tear down what the next test
+    does not need, as pytest would have after running it here."""
+    skip_protocol(item, nextitem)

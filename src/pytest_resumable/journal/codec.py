@@ -1,0 +1,477 @@
+"""The line layout of the journal: the ONLY module that knows how a record looks on disk.
+
+Encoding writes ``{"type":...,"run":...,...}`` with ``type`` first and ``run`` second, no
+spaces; readers rely on that to recognise the start and result lines of other runs by their
+first bytes and skip them unparsed (~0.1 µs instead of ~4 µs a line). Decoding accepts any key
+order and never raises: a journal is data, never code. Everything decoded is type-checked field
+by field; numbers must be finite and in sane ranges, strings bounded, nesting bounded. Anything
+else makes the line corrupt (skipped and counted by the reader).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import zlib
+from typing import Any, Final
+
+from pytest_resumable.journal.records import (
+    FORMAT,
+    OUTCOMES,
+    AttemptRecord,
+    DurationsRecord,
+    EndRecord,
+    HeaderRecord,
+    Record,
+    ResultRecord,
+    RunRecord,
+    ShardRecord,
+    StartRecord,
+)
+
+#: Failure text kept for replay, per test (SPEC §5): one huge traceback must not bloat the file.
+TEXT_CAP: Final = 64 * 1024
+#: Short messages (skip reasons, crash lines).
+MESSAGE_CAP: Final = 4096
+#: Longest line a reader accepts; longer ones are skipped and counted, never held in memory
+#: whole. A shard record of 100,000 node ids compresses to well under this.
+MAX_LINE: Final = 32 * 1024 * 1024
+#: Sane ranges of the numbers in a record; a line outside them is corrupt.
+MAX_TIME: Final = 1e11  # year 5138
+MAX_DURATION: Final = 1e7  # 115 days
+MAX_COUNT: Final = 10**9
+#: Nesting allowed inside a stored report (pytest's own serialized reports are ~6 deep).
+MAX_DEPTH: Final = 32
+
+
+class _Unknown:
+    """A well-formed record of a type this version does not use: ignored, not counted."""
+
+
+UNKNOWN: Final = _Unknown()
+
+_enc = json.encoder.encode_basestring  # the C implementation when available
+encode_str = _enc
+
+
+def _s(value: str | None) -> str:
+    return "null" if value is None else _enc(value)
+
+
+def cap_text(text: str | None, limit: int = TEXT_CAP) -> str | None:
+    """Cut ``text`` to at most ``limit`` characters, saying so at the cut."""
+    if text is None or len(text) <= limit:
+        return text
+    note = f"\n[... {len(text) - limit} characters cut by pytest-resumable ...]"
+    return text[: limit - len(note)] + note
+
+
+# --------------------------------------------------------------------------------------------
+# Fast builders of the two lines written for every test
+
+
+START_PREFIX: Final = b'{"type":"start","run":"'
+RESULT_PREFIX: Final = b'{"type":"result","run":"'
+
+
+def start_prefix(run: str, attempt: int) -> str:
+    """The fixed part of the start records of one attempt: ``start_line`` appends the test."""
+    return f'{{"type":"start","run":{_s(run)},"attempt":{attempt},"test":'
+
+
+def start_line(prefix: str, test: str) -> bytes:
+    return (prefix + _enc(test) + "}\n").encode("utf-8", "surrogatepass")
+
+
+def passed_line(
+    run: str, attempt: int, test: str, duration: float, line: int | None, file_hash: str | None
+) -> bytes:
+    """``encode(ResultRecord(..., "passed", ...))`` without building the record: the hot path
+    of a passing test (most tests), ~1 µs."""
+    return (
+        f'{{"type":"result","run":{_s(run)},"attempt":{attempt},"test":{_enc(test)},'
+        f'"outcome":"passed","duration":{_duration(duration)!r}'
+        + ("" if line is None else f',"line":{line}')
+        + ("" if file_hash is None else f',"file_hash":{_enc(file_hash)}')
+        + "}\n"
+    ).encode("utf-8", "surrogatepass")
+
+
+def _duration(value: float) -> float:
+    # pytest's durations are finite and small; clamp what is not, so the line stays valid
+    if not math.isfinite(value) or value < 0:
+        return 0.0
+    return round(min(value, MAX_DURATION), 6)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def pack_ids(ids: tuple[str, ...] | tuple[int, ...] | list[str]) -> str:
+    """A list as one compact JSON string: zlib-compressed JSON list, base64."""
+    raw = json.dumps(list(ids), ensure_ascii=False, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(raw.encode("utf-8", "surrogatepass"), 6)).decode()
+
+
+def _unpack(text: str, name: str) -> list[Any]:
+    try:
+        # bounded: a "zip bomb" line cannot take more than MAX_LINE * 8 bytes
+        raw = zlib.decompressobj().decompress(
+            base64.b64decode(text.encode("ascii"), validate=True), MAX_LINE * 8
+        )
+        values = json.loads(raw)
+    except (binascii.Error, zlib.error, UnicodeError, ValueError, RecursionError) as exc:
+        raise ValueError(name) from exc
+    if not isinstance(values, list):
+        raise ValueError(name)
+    return values
+
+
+def unpack_ids(text: str) -> tuple[str, ...]:
+    """The inverse of :func:`pack_ids` for node ids; ValueError on anything else."""
+    ids = _unpack(text, "selection_z")
+    if not all(isinstance(i, str) for i in ids):
+        raise ValueError("selection_z")
+    return tuple(ids)
+
+
+def unpack_ints(text: str, size: int) -> tuple[int, ...]:
+    """The shard numbers packed by :func:`pack_ids`: ``size`` ints >= 0, or ValueError."""
+    values = _unpack(text, "assignment_z")
+    if len(values) != size or not all(type(v) is int and 0 <= v < 10000 for v in values):
+        raise ValueError("assignment_z")
+    return tuple(values)
+
+
+def _dumps(fields: dict[str, Any]) -> bytes:
+    text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (text + "\n").encode("utf-8", "surrogatepass")
+
+
+def encode_result(record: ResultRecord) -> bytes:
+    fields: dict[str, Any] = {
+        "type": "result",
+        "run": record.run,
+        "attempt": record.attempt,
+        "test": record.test,
+        "outcome": record.outcome,
+        "duration": _duration(record.duration),
+    }
+    if record.when is not None:
+        fields["when"] = record.when
+    if record.line is not None:
+        fields["line"] = record.line
+    if record.file_hash is not None:
+        fields["file_hash"] = record.file_hash
+    if record.message is not None:
+        fields["message"] = cap_text(record.message, MESSAGE_CAP)
+    if record.longrepr is not None:
+        fields["longrepr"] = cap_text(record.longrepr)
+    if record.reports:
+        fields["reports"] = list(record.reports)
+        try:
+            return _dumps(fields)
+        except (ValueError, TypeError):
+            # a plugin put something JSON cannot hold (NaN, an object) into a report: keep
+            # the result, without the reports (the replay falls back to the text)
+            del fields["reports"]
+    return _dumps(fields)
+
+
+def encode(record: Record) -> bytes:
+    """One record as one ``\\n``-terminated line of UTF-8 JSON."""
+    if isinstance(record, StartRecord):
+        return start_line(start_prefix(record.run, record.attempt), record.test)
+    if isinstance(record, ResultRecord):
+        return encode_result(record)
+    fields: dict[str, Any]
+    if isinstance(record, HeaderRecord):
+        fields = {"type": "header", "format": FORMAT, "version": record.version}
+        if record.created is not None:
+            fields["created"] = record.created
+    elif isinstance(record, RunRecord):
+        fields = {
+            "type": "run",
+            "run": record.run,
+            "time": record.time,
+            "resume_id": record.resume_id,
+            "shard": record.shard,
+        }
+        if record.rootdir is not None:
+            fields["rootdir"] = record.rootdir
+            fields["inifile"] = record.inifile
+    elif isinstance(record, AttemptRecord):
+        fields = {
+            "type": "attempt",
+            "run": record.run,
+            "attempt": record.attempt,
+            "time": record.time,
+            "pid": record.pid,
+            "host": record.host,
+        }
+        if record.xdist is not None:
+            fields["xdist"] = record.xdist
+    elif isinstance(record, ShardRecord):
+        fields = {
+            "type": "shard",
+            "run": record.run,
+            "attempt": record.attempt,
+            "shard": record.shard,
+            "tests": list(record.tests),
+            "selection_z": pack_ids(record.selection),
+            "assignment_z": pack_ids(record.assignment),
+        }
+    elif isinstance(record, DurationsRecord):
+        fields = {"type": "durations", "time": record.time, "tests": record.tests}
+    else:
+        fields = {
+            "type": "end",
+            "run": record.run,
+            "attempt": record.attempt,
+            "time": record.time,
+            "status": record.status,
+            "selected": record.selected,
+            "results": record.results,
+            "complete": record.complete,
+        }
+        if record.outside is not None:
+            fields["outside"] = record.outside
+        if record.collection_errors is not None:
+            fields["collection_errors"] = record.collection_errors
+    return _dumps(fields)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _str(obj: dict[str, Any], key: str, limit: int = MAX_LINE) -> str:
+    value = obj[key]
+    if not isinstance(value, str) or len(value) > limit:
+        raise TypeError(key)
+    return value
+
+
+def _opt_str(obj: dict[str, Any], key: str, limit: int = MAX_LINE) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise TypeError(key)
+    return value
+
+
+def _int(obj: dict[str, Any], key: str, low: int = 0, high: int = MAX_COUNT) -> int:
+    value = obj[key]
+    if type(value) is not int or not low <= value <= high:
+        raise TypeError(key)
+    return value
+
+
+def _opt_int(obj: dict[str, Any], key: str, low: int = 0, high: int = MAX_COUNT) -> int | None:
+    return None if obj.get(key) is None else _int(obj, key, low, high)
+
+
+def _num(obj: dict[str, Any], key: str, high: float) -> float:
+    value = obj[key]
+    if type(value) not in (int, float) or not 0 <= value <= high:  # NaN and inf fail too
+        raise TypeError(key)
+    return float(value)
+
+
+def _depth_ok(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _depth_ok(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_depth_ok(v, depth + 1) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, int, bool))
+
+
+def _reports(obj: dict[str, Any]) -> tuple[dict[str, Any], ...] | None:
+    value = obj.get("reports")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > 10000
+        or not all(isinstance(r, dict) for r in value)
+        or not _depth_ok(value)
+    ):
+        raise TypeError("reports")
+    return tuple(value)
+
+
+def _decode_obj(obj: dict[str, Any]) -> Record | _Unknown | None:
+    kind = obj.get("type")
+    if kind == "start":
+        return StartRecord(_str(obj, "run", 200), _int(obj, "attempt"), _str(obj, "test"))
+    if kind == "result":
+        outcome = _str(obj, "outcome", 20)
+        if outcome not in OUTCOMES:
+            return None
+        return ResultRecord(
+            run=_str(obj, "run", 200),
+            attempt=_int(obj, "attempt"),
+            test=_str(obj, "test"),
+            outcome=outcome,  # type: ignore[arg-type,unused-ignore]  # checked: OUTCOMES
+            duration=_num(obj, "duration", MAX_DURATION),
+            when=_opt_str(obj, "when", 20),
+            line=_opt_int(obj, "line"),
+            file_hash=_opt_str(obj, "file_hash", 200),
+            message=_opt_str(obj, "message", MESSAGE_CAP * 2),
+            longrepr=_opt_str(obj, "longrepr", TEXT_CAP * 2),
+            reports=_reports(obj),
+        )
+    if kind == "run":
+        return RunRecord(
+            _str(obj, "run", 200),
+            _num(obj, "time", MAX_TIME),
+            _opt_str(obj, "resume_id", 1000),
+            _opt_str(obj, "shard", 50),
+            _opt_str(obj, "rootdir", 8192),
+            _opt_str(obj, "inifile", 8192),
+        )
+    if kind == "attempt":
+        host = obj.get("host")
+        return AttemptRecord(
+            _str(obj, "run", 200),
+            _int(obj, "attempt"),
+            _num(obj, "time", MAX_TIME),
+            _opt_int(obj, "pid", 0, 2**31),
+            host[:255] if isinstance(host, str) else None,
+            obj.get("xdist") if isinstance(obj.get("xdist"), bool) else None,
+        )
+    if kind == "end":
+        complete = obj["complete"]
+        if not isinstance(complete, bool):
+            return None
+        return EndRecord(
+            _str(obj, "run", 200),
+            _int(obj, "attempt"),
+            _num(obj, "time", MAX_TIME),
+            _int(obj, "status", -1000, 1000),
+            _int(obj, "selected"),
+            _int(obj, "results"),
+            complete,
+            _opt_int(obj, "outside"),
+            _opt_int(obj, "collection_errors"),
+        )
+    if kind == "shard":
+        tests = obj["tests"]
+        if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+            return None
+        selection = unpack_ids(_str(obj, "selection_z"))
+        return ShardRecord(
+            _str(obj, "run", 200),
+            _int(obj, "attempt"),
+            _str(obj, "shard", 50),
+            tuple(tests),
+            selection,
+            unpack_ints(_str(obj, "assignment_z"), len(selection)),
+        )
+    if kind == "durations":
+        given = obj["tests"]
+        if not isinstance(given, dict):
+            return None
+        durations = {
+            k: float(v)
+            for k, v in given.items()
+            if type(v) in (int, float) and 0 <= v <= MAX_DURATION
+        }
+        return DurationsRecord(_num(obj, "time", MAX_TIME), durations)
+    if kind == "header":
+        if obj.get("format") != FORMAT:
+            return None
+        created: Any = obj.get("created")
+        ok = type(created) in (int, float) and 0 <= created <= MAX_TIME
+        return HeaderRecord(_int(obj, "version", 0, 10**6), float(created) if ok else None)
+    if isinstance(kind, str):
+        return UNKNOWN
+    return None
+
+
+def decode(line: bytes) -> Record | _Unknown | None:
+    """Parse one line. ``None`` when it is not a valid record (the caller counts it).
+
+    Never raises, whatever the bytes.
+    """
+    if len(line) > MAX_LINE:
+        return None
+    try:
+        obj = json.loads(line)
+        if not isinstance(obj, dict):
+            return None
+        return _decode_obj(obj)
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError, MemoryError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Reading test lines without parsing them
+
+
+def test_line_run(raw: bytes) -> tuple[bool, bytes] | None:
+    """``(is_result, run id bytes)`` of a start or result line written in this layout, else
+    ``None`` (then decode the line). A run id never holds a quote or backslash (8 hex digits)."""
+    if raw.startswith(RESULT_PREFIX):
+        end = raw.find(b'"', 24)
+        return (True, raw[24:end]) if end > 0 and raw.endswith(b"}\n") else None
+    if raw.startswith(START_PREFIX):
+        end = raw.find(b'"', 23)
+        return (False, raw[23:end]) if end > 0 and raw.endswith(b"}\n") else None
+    return None
+
+
+# A result line as this package writes it: the test and duration, read at C speed. Not
+# anchored with ``^`` when searched: a pattern starting with a literal is searched for as a
+# literal, and the literal cannot occur inside a JSON string, where quotes are escaped.
+_RESULT_DURATION = re.compile(
+    rb'\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*"),'
+    rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
+)
+_TEST_KEY = re.compile(
+    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*")'
+)
+_DURATIONS_LINE = re.compile(rb'\{"type":"durations",[^\n]*\n')
+
+
+def result_durations(data: bytes | memoryview, start: int, end: int) -> list[tuple[bytes, ...]]:
+    """``(run, test key, duration)`` of every result line in ``data[start:end]``, as bytes."""
+    return _RESULT_DURATION.findall(data, start, end)
+
+
+def durations_lines(data: bytes | memoryview) -> list[bytes]:
+    return _DURATIONS_LINE.findall(data)
+
+
+def test_key(raw: bytes) -> bytes | None:
+    """The JSON-encoded test of a start or result line in this layout (cheap; a dict key)."""
+    match = _TEST_KEY.match(raw)
+    return match.group(1) if match is not None else None
+
+
+def key_to_test(key: bytes) -> str | None:
+    """The node id of a key from :func:`test_key` / :func:`result_durations`."""
+    try:
+        if b"\\" in key:
+            value = json.loads(key)
+            return value if isinstance(value, str) else None
+        return key[1:-1].decode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeError):
+        return None
+
+
+def parse_duration(value: bytes) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if 0 <= number <= MAX_DURATION else None

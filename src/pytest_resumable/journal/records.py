@@ -1,0 +1,141 @@
+"""The records of a journal and the outcomes a result can have.
+
+Plain frozen dataclasses and constants, no I/O and no pytest: xdist workers import this module,
+so it stays light. How a record looks on disk is :mod:`pytest_resumable.journal.codec`'s
+business alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
+
+Outcome: TypeAlias = Literal[
+    "passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed"
+]
+OUTCOMES: Final[tuple[Outcome, ...]] = (
+    "passed",
+    "failed",
+    "error",
+    "skipped",
+    "xfailed",
+    "xpassed",
+    "crashed",
+)
+#: Outcomes that keep a run red until the test is run again and passes.
+BAD_OUTCOMES: Final[frozenset[str]] = frozenset(("failed", "error", "crashed"))
+
+FsyncMode: TypeAlias = Literal["always", "interval", "never"]
+FSYNC_MODES: Final[tuple[FsyncMode, ...]] = ("always", "interval", "never")
+
+#: The journal format this code writes and the newest it reads.
+FORMAT: Final = "pytest-resumable"
+VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class HeaderRecord:
+    version: int
+    created: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run starts. ``rootdir`` and ``inifile`` are where it was started: an attempt whose
+    rootdir or ini file differs carries nothing (pytest may pick another rootdir when the
+    journal path is taken for a test path)."""
+
+    run: str
+    time: float
+    resume_id: str | None = None
+    shard: str | None = None
+    rootdir: str | None = None
+    inifile: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    run: str
+    attempt: int
+    time: float
+    pid: int | None = None
+    host: str | None = None
+    #: the attempt ran under xdist (its controller's death blames no test)
+    xdist: bool | None = None
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    run: str
+    attempt: int
+    test: str
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """A test's result in one attempt. ``reports``: pytest's own serialized reports
+    (``pytest_report_to_serializable``) of every test that is not a plain pass, replayed whole
+    when the result is carried."""
+
+    run: str
+    attempt: int
+    test: str
+    outcome: Outcome
+    duration: float
+    when: str | None = None
+    line: int | None = None
+    file_hash: str | None = None
+    message: str | None = None
+    longrepr: str | None = None
+    reports: tuple[dict[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True)
+class EndRecord:
+    run: str
+    attempt: int
+    time: float
+    status: int
+    selected: int
+    results: int
+    complete: bool
+    #: selected tests of the run outside this attempt's selection (``-k``, paths)
+    outside: int | None = None
+    collection_errors: int | None = None
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A shard's assignment, frozen on the run's first attempt (SPEC §4.10).
+
+    ``tests``: the shard's own tests; ``selection``: every test selected when it was frozen
+    (all shards); ``assignment``: the 0-based shard of each of them. The shards of one CI run
+    that start later adopt the first one's assignment, so all agree.
+    """
+
+    run: str
+    attempt: int
+    shard: str
+    tests: tuple[str, ...]
+    selection: tuple[str, ...]
+    assignment: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DurationsRecord:
+    """Durations of tests whose results compaction dropped, so ordering keeps learning."""
+
+    time: float
+    tests: dict[str, float] = field(default_factory=dict)
+
+
+Record: TypeAlias = (
+    HeaderRecord
+    | RunRecord
+    | AttemptRecord
+    | StartRecord
+    | ResultRecord
+    | EndRecord
+    | ShardRecord
+    | DurationsRecord
+)

@@ -1,0 +1,183 @@
+"""The recording hot path: a start line before each test, a result line when its last report
+arrives. Three to five calls per test; a plain pass costs a list, a check and one formatted line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_resumable.journal import codec
+from pytest_resumable.journal.errors import JournalError
+from pytest_resumable.journal.records import BAD_OUTCOMES, ResultRecord
+from pytest_resumable.journal.writer import JournalWriter
+from pytest_resumable.plan import AttemptPlan
+from pytest_resumable.results import (
+    RERUN,
+    crashed_result,
+    is_plain_pass,
+    result_from_reports,
+    serialize_reports,
+)
+
+
+class FileHashes:
+    """Content hashes of test files, by the path part of a node id (mtime is useless in CI)."""
+
+    def __init__(self, rootpath: Path) -> None:
+        self.rootpath = rootpath
+        self._cache: dict[str, str | None] = {}
+
+    def for_test(self, nodeid: str) -> str | None:
+        rel = nodeid.split("::", 1)[0]
+        try:
+            return self._cache[rel]
+        except KeyError:
+            pass
+        try:
+            digest: str | None = hashlib.blake2b(
+                (self.rootpath / rel).read_bytes(), digest_size=8
+            ).hexdigest()
+        except OSError:
+            digest = None
+        self._cache[rel] = digest
+        return digest
+
+
+def _rank(outcome: str) -> int:
+    return 2 if outcome in BAD_OUTCOMES else 0 if outcome == "passed" else 1
+
+
+class Recorder:
+    """Turns this attempt's reports into journal lines, as they arrive."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        plan: AttemptPlan,
+        writer: JournalWriter,
+        hashes: FileHashes,
+        on_broken: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.run = plan.run_id
+        self.attempt = plan.attempt
+        self.writer: JournalWriter | None = writer
+        self.hashes = hashes
+        self.on_broken = on_broken
+        #: ``--dist each``: a test's result is the worst of its workers' results
+        self.each = getattr(config.option, "dist", "") == "each" and bool(
+            getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None)
+        )
+        #: outcome of each test that got a result in this attempt
+        self.outcomes: dict[str, str] = {}
+        #: why recording stopped (the journal could not be written), if it did
+        self.broken: str | None = None
+        self.written = 0
+        self._pending: dict[str, list[pytest.TestReport]] = {}
+        self._reran: set[str] = set()
+        self._start_prefix = codec.start_prefix(self.run, self.attempt)
+
+    def start(self, nodeid: str) -> None:
+        if self.writer is not None:
+            self.append(codec.start_line(self._start_prefix, nodeid))
+
+    def report(self, report: pytest.TestReport) -> None:
+        nodeid = report.nodeid
+        when = report.when
+        pending = self._pending
+        if report.outcome == RERUN:
+            # pytest-rerunfailures: only the final attempt's reports make the result; the
+            # teardown of a rerun attempt still arrives, as "passed".
+            pending.pop(nodeid, None)
+            self._reran.add(nodeid)
+        elif when == "teardown":
+            if nodeid in self._reran:
+                self._reran.discard(nodeid)
+                pending.pop(nodeid, None)
+                return
+            done = pending.pop(nodeid, None) or []
+            done.append(report)
+            if is_plain_pass(done):
+                self._passed(nodeid, done)
+            else:
+                self._record(
+                    result_from_reports(
+                        self.config, self.run, self.attempt, done, self.hashes.for_test(nodeid)
+                    )
+                )
+        elif when == "setup" or when == "call":
+            reports = pending.get(nodeid)
+            if reports is None:
+                pending[nodeid] = [report]
+            else:
+                reports.append(report)
+        else:  # xdist: a worker crashed while running this test ("???")
+            crashed = pending.pop(nodeid, None) or []
+            text = report.longreprtext.strip()
+            result = crashed_result(
+                self.run,
+                self.attempt,
+                nodeid,
+                text.splitlines()[-1] if text else "crashed",
+                report.duration,
+                self.hashes.for_test(nodeid),
+                report.longreprtext or None,
+            )
+            crashed.append(report)
+            reports = serialize_reports(self.config, crashed)
+            self._record(ResultRecord(**{**result.__dict__, "reports": reports}))
+
+    def crashed(self, nodeid: str, how: str) -> ResultRecord:
+        """Record that ``nodeid`` killed the child process it ran in (single process)."""
+        result = crashed_result(
+            self.run,
+            self.attempt,
+            nodeid,
+            f"crashed: the test killed its process ({how})",
+            0.0,
+            self.hashes.for_test(nodeid),
+        )
+        self._record(result)
+        return result
+
+    def _passed(self, nodeid: str, reports: list[pytest.TestReport]) -> None:
+        if self.each and nodeid in self.outcomes:
+            return  # another worker's result stands: a pass never beats it
+        self.outcomes[nodeid] = "passed"
+        if self.writer is not None:
+            self.append(
+                codec.passed_line(
+                    self.run,
+                    self.attempt,
+                    nodeid,
+                    reports[0].duration + reports[1].duration + reports[2].duration,
+                    reports[1].location[1],
+                    self.hashes.for_test(nodeid),
+                )
+            )
+            self.written += 1
+
+    def _record(self, result: ResultRecord) -> None:
+        previous = self.outcomes.get(result.test)
+        if self.each and previous is not None and _rank(result.outcome) <= _rank(previous):
+            return  # --dist each: the worst result over the workers is the test's result
+        self.outcomes[result.test] = result.outcome
+        if self.writer is not None:
+            self.append(codec.encode(result))
+            self.written += 1
+
+    def append(self, line: bytes) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        try:
+            writer.append_bytes(line)
+        except JournalError as exc:
+            # A failure to record never fails or hides a test result: stop recording, say so.
+            self.broken = str(exc)
+            self.writer = None
+            self.on_broken(str(exc))

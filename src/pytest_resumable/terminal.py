@@ -1,0 +1,128 @@
+"""The lines this plugin prints: the header after collection, the shard line, the last line,
+and the carried counts in pytest's stats line. Text from a journal is escaped on the way out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pytest_resumable.plan import AttemptPlan
+
+_ORDER = ("passed", "failed", "error", "crashed", "skipped", "xfailed", "xpassed")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters shown as escapes: text read from a journal must not
+    move the cursor, retitle the terminal or write the clipboard (ESC, OSC, CR...)."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+def escape_lines(text: str) -> str:
+    """As :func:`escape`, keeping newlines and tabs (failure texts)."""
+    return "\n".join(escape(line).replace("\\t", "\t") for line in text.split("\n"))
+
+
+def describe_counts(counts: Mapping[str, int]) -> str:
+    parts = [f"{counts[o]} {o}" for o in _ORDER if counts.get(o)]
+    return ", ".join(parts) if parts else "none"
+
+
+def count_outcomes(outcomes: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+def header_line(plan: AttemptPlan, selected: list[str], carried_selected: list[str]) -> str:
+    """``resumable: resuming run 7f3a (attempt 2): 4210/10000 have results (...); 5790 to run``"""
+    counts = count_outcomes(plan.carried[t].outcome for t in carried_selected)
+    line = (
+        f"resumable: resuming run {plan.run_id} (attempt {plan.attempt}): "
+        f"{len(carried_selected)}/{len(selected)} have results ({describe_counts(counts)}); "
+        f"{len(selected) - len(carried_selected)} to run"
+    )
+    chosen = set(selected)
+    in_flight = [t for t in plan.in_flight if t in chosen]
+    if in_flight:
+        shown = ", ".join(escape(t) for t in in_flight[:3]) + (
+            ", ..." if len(in_flight) > 3 else ""
+        )
+        line += f"; {len(in_flight)} {_plural(len(in_flight), 'was', 'were')} in flight: {shown}"
+    suspects = [t for t in plan.suspects if t in chosen]
+    if suspects:
+        line += f" ({len(suspects)} first run in a child process)"
+    if plan.not_carried_changed:
+        line += f"; {plan.not_carried_changed} not carried (test file changed)"
+    if plan.each_not_carried:
+        line += "; --dist each: nothing is carried, every test runs on every worker"
+    return line + corrupt_note(plan.corrupt_lines)
+
+
+def corrupt_note(corrupt: int) -> str:
+    if not corrupt:
+        return ""
+    return f"; {corrupt} corrupt journal {_plural(corrupt, 'line', 'lines')} skipped"
+
+
+def shard_line(plan: AttemptPlan, selected: int, excluded: int) -> str:
+    assert plan.shard is not None
+    source = plan.shard.source
+    if source == "frozen":
+        how = "the rest of its assignment frozen in attempt 1"
+    elif source == "adopted":
+        how = f"split as frozen by shard {escape(plan.shard.adopted_from or '?')} of this run"
+    else:
+        how = "split by recorded durations, frozen"
+    return (
+        f"resumable: shard {plan.shard.spec}: {selected} tests ({excluded} belong to other "
+        f"shards; {how})"
+    )
+
+
+def pluralize(count: int, noun: str) -> tuple[int, str]:
+    """The count and noun as pytest's stats line writes them ("1 error", "2 errors")."""
+    if noun in ("error", "warnings", "test"):
+        noun = noun.replace("warnings", "warning")
+        return count, noun + "s" if count != 1 else noun
+    return count, noun
+
+
+def mark_carried_in_stats_line(tr: Any, carried_attr: str) -> None:
+    """Make the terminal's stats line say how many of each count were carried, e.g.
+    ``1 failed (1 carried), 27 passed (19 carried) in 4.07s``.
+
+    pytest has no hook for the wording of that line; its parts are built by
+    ``TerminalReporter.build_summary_stats_line``, so wrap that method on this one reporter
+    (if a future pytest renames it, the line simply stays pytest's own).
+    """
+    original = getattr(tr, "build_summary_stats_line", None)
+    if original is None or getattr(original, "_resumable", False):
+        return
+
+    def build_summary_stats_line() -> tuple[list[tuple[str, dict[str, bool]]], str]:
+        parts, main_color = original()
+        carried_by_text: dict[str, int] = {}
+        for key, reports in tr.stats.items():
+            if not key:
+                continue
+            shown = [r for r in reports if getattr(r, "count_towards_summary", True)]
+            n_carried = sum(1 for r in shown if hasattr(r, carried_attr))
+            if n_carried:
+                count, noun = pluralize(len(shown), key)
+                carried_by_text[f"{count} {noun}"] = n_carried
+        out = []
+        for text, markup in parts:
+            of_them = carried_by_text.get(text)
+            out.append((f"{text} ({of_them} carried)" if of_them else text, markup))
+        return out, main_color
+
+    build_summary_stats_line._resumable = True  # type: ignore[attr-defined]
+    tr.build_summary_stats_line = build_summary_stats_line

@@ -1,0 +1,130 @@
+"""On an xdist worker: apply the resolved plan the controller sent. Never opens the journal.
+
+The controller reads the journal once, at session start, and sends each worker (a replacement
+started after a crash included) the same :class:`WorkerSnapshot` through ``workerinput``. From
+it and the collected items, every worker builds the same list: the tests to run now first, in
+the order they should be handed out, then the tests that are not run now (carried results,
+other shards' tests). The controller cuts that tail off the list xdist schedules from
+(:mod:`pytest_resumable.controller`), so those tests are never sent to a worker at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_resumable.sharding import ShardRule, members, split_for
+
+WORKERINPUT_KEY = "resumable"
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    """What a worker needs of the attempt's plan, resolved on the controller."""
+
+    run: str
+    attempt: int
+    #: tests whose results are carried: not run
+    carried: frozenset[str] = frozenset()
+    #: ``duration`` (longest first) or ``none``
+    order: str = "none"
+    #: xdist's ``--dist`` mode, as the controller has it (a worker's own config says "no")
+    dist: str = "load"
+    durations: Mapping[str, float] = field(default_factory=dict)
+    shard: ShardRule | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "attempt": self.attempt,
+            "carried": sorted(self.carried),
+            "order": self.order,
+            "dist": self.dist,
+            "durations": dict(self.durations),
+            "shard": self.shard.to_dict() if self.shard is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkerSnapshot:
+        shard = data.get("shard")
+        return cls(
+            run=str(data["run"]),
+            attempt=int(data["attempt"]),
+            carried=frozenset(data["carried"]),
+            order=str(data["order"]),
+            dist=str(data["dist"]),
+            durations=dict(data["durations"]),
+            shard=ShardRule.from_dict(shard) if shard is not None else None,
+        )
+
+
+def arrange(
+    snapshot: WorkerSnapshot, ids: Sequence[str], workers: int, maxschedchunk: int | None
+) -> tuple[list[int], int]:
+    """The positions of ``ids`` in the order the worker keeps them, and how many of them are
+    run now (the rest, at the end, are not). The controller calls it too, on the ids a worker
+    reports, to know where the tail starts: the same pure function on the same input."""
+    from pytest_resumable.order import run_order
+
+    mine: set[str] | None = None
+    if snapshot.shard is not None:
+        split = split_for(snapshot.shard, ids, snapshot.durations)
+        mine = set(members(snapshot.shard, ids, split))
+    skip = snapshot.carried
+    if mine is not None:
+        skip = skip | {t for t in ids if t not in mine}
+    if snapshot.order == "duration":
+        order = run_order(
+            ids,
+            snapshot.durations,
+            mode=snapshot.dist,
+            workers=workers,
+            skip=skip,
+            maxschedchunk=maxschedchunk,
+        )
+    else:
+        order = list(range(len(ids)))
+    runnable = [i for i in order if ids[i] not in skip]
+    rest = [i for i in order if ids[i] in skip]
+    return runnable + rest, len(runnable)
+
+
+class WorkerPlugin:
+    """Registered on an xdist worker when the controller sent a snapshot."""
+
+    def __init__(self, snapshot: WorkerSnapshot) -> None:
+        self.snapshot = snapshot
+        self.not_run: frozenset[str] = snapshot.carried
+
+    @pytest.hookimpl(trylast=True)  # after -k / -m, and after xdist named loadgroup groups
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Called on the worker after collection: the tests to run now first, longest first
+        when ordering by duration, then the tests not run now."""
+        ids = [item.nodeid for item in items]
+        workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+        order, run_now = arrange(
+            self.snapshot,
+            ids,
+            int(workerinput.get("workercount", 1)),
+            config.getoption("maxschedchunk", None),
+        )
+        items[:] = [items[i] for i in order]
+        self.not_run = frozenset(ids[i] for i in order[run_now:])
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        """Called by xdist's worker loop for each test it was handed. The controller never
+        hands out a test that is not run now; this guards against a scheduler that would."""
+        if item.nodeid not in self.not_run:
+            return None
+        from pytest_resumable.results import skip_protocol
+
+        skip_protocol(item, nextitem)
+        return True
