@@ -29,7 +29,13 @@ def test_every_test_is_in_exactly_one_shard(
 
 
 @settings(max_examples=200, deadline=None)
-@given(before=suites, added=suites, durations=durations_for, later=durations_for, shards=st.integers(1, 6))
+@given(
+    before=suites,
+    added=suites,
+    durations=durations_for,
+    later=durations_for,
+    shards=st.integers(1, 6),
+)
 def test_a_fixed_split_keeps_its_tests_whatever_the_durations_say_now(
     before: list[str],
     added: list[str],
@@ -58,7 +64,9 @@ def test_greedy_balance_on_skewed_durations() -> None:
     durations = {t: (10.0 if i % 50 == 0 else 0.1 + (i % 7) * 0.05) for i, t in enumerate(tests)}
     for n in (2, 4, 8):
         owner = partition(tests, durations, n)
-        loads = [sum(durations[t] for t, o in zip(tests, owner, strict=True) if o == k) for k in range(n)]
+        loads = [
+            sum(durations[t] for t, o in zip(tests, owner, strict=True) if o == k) for k in range(n)
+        ]
         bound = max(sum(durations.values()) / n, max(durations.values()))
         assert max(loads) <= 1.05 * bound, (n, loads, bound)
 

@@ -207,6 +207,40 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pytest_resumable.report import collect, write
+
+    journals = [Path(j) for j in (args.journals or [args.journal])]
+    states = []
+    for journal in journals:
+        if not journal.is_file():
+            raise UsageProblem(f"no journal at {journal}")
+        history = read_history(journal)
+        try:
+            states.extend(_find_runs(history, args.run))
+        except UsageProblem:
+            continue  # this journal holds other shards only
+    if not states:
+        raise UsageProblem(f"no run {args.run!r} in {', '.join(map(str, journals))}")
+    if not args.junitxml and not args.report_log:
+        raise UsageProblem("report: give --junitxml FILE and/or --report-log FILE")
+    report = collect(states)
+    status = write(report, args.junitxml, args.report_log, args.junit_logging)
+    counts: dict[str, int] = {}
+    for result in report.results.values():
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    summary = ", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda x: -x[1]))
+    flight = f"; {len(report.in_flight)} in flight without a result" if report.in_flight else ""
+    written = " and ".join(str(f) for f in (args.junitxml, args.report_log) if f)
+    print(
+        escape(
+            f"{written}: {len(report.results) + len(report.in_flight)} tests of "
+            f"{len(report.runs)} run(s) ({summary or 'no results'}{flight})"
+        )
+    )
+    return 0 if status in (0, 1) else 2
+
+
 def cmd_durations(args: argparse.Namespace) -> int:
     durations = read_durations(args.journal)
     if args.format == "text":
@@ -276,6 +310,29 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("run", help="a --resume-id shared by the shards, or a run id")
     ver.add_argument("--json", action="store_true", help="machine-readable output")
     ver.set_defaults(func=cmd_verify)
+
+    rep = sub.add_parser(
+        "report",
+        help="the report of a whole run (all shards and attempts) from journals: JUnit XML, "
+        "report-log",
+    )
+    rep.add_argument("run", help="a --resume-id shared by the shards, a run id or a prefix")
+    rep.add_argument(
+        "--journal",
+        dest="journals",
+        action="append",
+        metavar="PATH",
+        help="a journal to read (repeat for one journal per shard); default as for status",
+    )
+    rep.add_argument("--junitxml", metavar="FILE", help="write JUnit XML here (pytest's writer)")
+    rep.add_argument("--report-log", metavar="FILE", help="write a pytest-reportlog file here")
+    rep.add_argument(
+        "--junit-logging",
+        default="no",
+        choices=("no", "log", "system-out", "system-err", "out-err", "all"),
+        help="captured output in the JUnit file, as pytest's junit_logging (default no)",
+    )
+    rep.set_defaults(func=cmd_report)
 
     dur = sub.add_parser("durations", parents=[common], help="export per-test durations")
     dur.add_argument(

@@ -33,13 +33,19 @@ from pytest_resumable.journal.records import (
     AttemptRecord,
     EndRecord,
     RunRecord,
+    SelectionRecord,
     ShardRecord,
 )
 from pytest_resumable.journal.writer import AttemptLock, JournalWriter
 from pytest_resumable.options import Settings
 from pytest_resumable.plan import AttemptPlan, PlanInputs, history_filters, plan_attempt
 from pytest_resumable.recorder import FileHashes, Recorder
-from pytest_resumable.results import CARRIED_ATTR, carried_teststatus, replayed_reports
+from pytest_resumable.results import (
+    CARRIED_ATTR,
+    carried_teststatus,
+    plain_report,
+    replayed_reports,
+)
 from pytest_resumable.sharding import Split, members, split_for
 from pytest_resumable.worker import WORKERINPUT_KEY, WorkerSnapshot
 
@@ -81,7 +87,9 @@ class ControllerPlugin:
         self._xdist_cut: int | None = None
         self._old_sigterm: Any = None
         self._finished = False
-        self._replaying = False
+        self._counted = False
+        self._history_run: Any = None
+        self._inputs: Any = None
 
     # -- start
 
@@ -90,7 +98,14 @@ class ControllerPlugin:
         """Called by pytest before collection (and before xdist starts its workers)."""
         option = self.config.option
         if any(getattr(option, name, False) for name in _NO_RUN_OPTIONS):
-            return  # nothing runs, so nothing is recorded and no run completes
+            # nothing runs, so nothing is recorded and no run completes; --shard still shows
+            # its tests (``--co --shard 2/4``), planned from the journal without writing
+            if self.settings.shard is not None and self.settings.journal != Path():
+                try:
+                    self._plan(read_only=True)
+                except JournalError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+            return
         if self.settings.journal == Path():
             if self.config.option.verbose > 0:
                 self._warn(
@@ -109,6 +124,10 @@ class ControllerPlugin:
         self.active = True
 
     def _start(self) -> None:
+        plan = self._plan(read_only=False)
+        self._record_start(plan)
+
+    def _plan(self, *, read_only: bool) -> AttemptPlan:
         settings = self.settings
         xdist = uses_xdist(self.config)
         inputs = PlanInputs(
@@ -122,7 +141,7 @@ class ControllerPlugin:
             inifile=str(self.config.inipath) if self.config.inipath else None,
         )
         want_durations = settings.shard is not None or (xdist and settings.order == "duration")
-        if settings.journal_in_cache and self.config.cache is not None:
+        if settings.journal_in_cache and self.config.cache is not None and not read_only:
             # through pytest's cache, so the cache directory is marked as pytest marks it
             # (.gitignore, CACHEDIR.TAG): the journal holds failure texts, maybe secrets
             self.config.cache.set("resumable/journal", "see d/resumable")
@@ -130,6 +149,15 @@ class ControllerPlugin:
         history = read_history(settings.journal, **history_filters(inputs, want_durations))  # type: ignore[arg-type]
         plan = plan_attempt(history, inputs, self.hashes.for_test, lambda: secrets.token_hex(4))
         self.plan = plan
+        self._history_run = history.runs.get(plan.run_id)
+        self._inputs = inputs
+        return plan
+
+    def _record_start(self, plan: AttemptPlan) -> None:
+        """Take the run's attempt lock and write the run and attempt records."""
+        settings = self.settings
+        inputs = self._inputs
+        xdist = inputs.xdist
         self.attempt_lock = AttemptLock(settings.journal, plan.run_id)
         holder = self.attempt_lock.take()
         if holder is not None:
@@ -147,7 +175,7 @@ class ControllerPlugin:
         self.writer = writer
         writer.open()
         now = round(time.time(), 3)
-        chosen = history.runs.get(plan.run_id)
+        chosen = self._history_run
         run_record = (
             chosen.record
             if chosen is not None
@@ -169,6 +197,10 @@ class ControllerPlugin:
             writer.append(run_record)
         writer.append(attempt)
         self.recorder = Recorder(self.config, plan, writer, self.hashes, self._recording_failed)
+        # the recorder is itself the plugin of the per-test hooks: one call layer less
+        self.config.pluginmanager.register(self.recorder, "resumable-recorder")
+        if plan.carried:
+            self.config.pluginmanager.register(CarriedStatus(), "resumable-carried")
         if plan.suspects and not xdist and hasattr(os, "fork"):
             self.config.pluginmanager.register(
                 SuspectIsolation(self, set(plan.suspects)), "resumable-isolation"
@@ -196,10 +228,16 @@ class ControllerPlugin:
     ) -> None:
         """Called by pytest after collection, in the single process (xdist workers have
         their own hook in :mod:`pytest_resumable.worker`)."""
-        if not self.active or self.plan is None:
+        if self.plan is None:
             return
         ids = [item.nodeid for item in items]
         mine = self._apply_shard(ids)
+        if not self.active:  # --co --shard K/N: only show the shard
+            if len(mine) != len(ids):
+                chosen = set(mine)
+                config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in chosen])
+                items[:] = [item for item in items if item.nodeid in chosen]
+            return
         if len(mine) != len(ids):
             chosen = set(mine)
             dropped = [item for item in items if item.nodeid not in chosen]
@@ -222,7 +260,7 @@ class ControllerPlugin:
         split = split_for(plan.shard, ids, plan.durations)
         mine = members(plan.shard, ids, split)
         self.shard_excluded = len(ids) - len(mine)
-        if plan.shard.source != "frozen":
+        if plan.shard.source != "frozen" and self.recorder is not None:
             self._record_split(split)
         return mine
 
@@ -245,10 +283,15 @@ class ControllerPlugin:
         self.recorder.append(line)
 
     def _set_selected(self, ids: Sequence[str]) -> None:
-        assert self.plan is not None
+        plan = self.plan
+        assert plan is not None
         self.selected = list(ids)
-        carried = self.plan.carried
+        carried = plan.carried
         self.carried_selected = [t for t in ids if t in carried]
+        if self.recorder is not None:
+            self.recorder.append(
+                codec.encode(SelectionRecord(plan.run_id, plan.attempt, len(self.selected)))
+            )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """Called for every collector (on the controller, for workers' failed ones too)."""
@@ -277,31 +320,17 @@ class ControllerPlugin:
 
     # -- running
 
-    def pytest_runtest_logstart(self, nodeid: str) -> None:
-        """Called before each test runs (by xdist on the controller for worker tests)."""
-        if self.recorder is not None and not self._replaying:
-            self.recorder.start(nodeid)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Called for each report of a test; the last one completes its result."""
-        if self.recorder is not None and not self._replaying:
-            self.recorder.report(report)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(
-        self, report: pytest.CollectReport | pytest.TestReport
-    ) -> tuple[str, str, str] | None:
-        """Called by pytest's terminal for each report: carried ones are marked as such."""
-        if isinstance(report, pytest.TestReport) and hasattr(report, CARRIED_ATTR):
-            return carried_teststatus(report)
-        return None
-
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         """Around pytest's (or xdist's) test loop: SIGTERM is Ctrl-C while it runs; carried
         results are replayed after it."""
         if self.active:
             self._install_sigterm()
+            if self.carried_selected and not uses_xdist(self.config):
+                # the carried tests are part of the run: progress figures count them (under
+                # xdist, xdist sets the count from the workers' lists; the replay adds them)
+                session.testscollected += len(self.carried_selected)
+                self._counted = True
         try:
             return (yield)
         finally:
@@ -313,7 +342,8 @@ class ControllerPlugin:
         if not self.carried_selected:
             return
         assert self.plan is not None
-        session.testscollected += len(self.carried_selected)
+        if not self._counted:
+            session.testscollected += len(self.carried_selected)
         config = self.config
         hook = config.hook
         # -x / --maxfail count only tests run now (pytest cannot unset session.shouldfail, so
@@ -321,19 +351,28 @@ class ControllerPlugin:
         option = config.option
         maxfail = getattr(option, "maxfail", 0)
         option.maxfail = 0
-        self._replaying = True
+        self._pause(True)
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        carried = self.plan.carried
+        todo = self.carried_selected
         try:
-            for test in self.carried_selected:
-                reports = replayed_reports(config, self.plan.carried[test])
+            if terminal.bulk_replay_possible(config, tr):
+                plain = [
+                    t for t in todo if carried[t].outcome == "passed" and not carried[t].reports
+                ]
+                terminal.bulk_replay_passes(config, tr, [plain_report(carried[t]) for t in plain])
+                done = set(plain)
+                todo = [t for t in todo if t not in done]
+            for test in todo:
+                reports = replayed_reports(config, carried[test])
                 location = reports[0].location
                 hook.pytest_runtest_logstart(nodeid=test, location=location)
                 for report in reports:
                     hook.pytest_runtest_logreport(report=report)
                 hook.pytest_runtest_logfinish(nodeid=test, location=location)
         finally:
-            self._replaying = False
+            self._pause(False)
             option.maxfail = maxfail
-        tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             terminal.mark_carried_in_stats_line(tr, CARRIED_ATTR)
 
@@ -362,9 +401,10 @@ class ControllerPlugin:
         selected = self.selected or []
         new = recorder.outcomes if recorder is not None else {}
         results: dict[str, str] = {t: plan.carried[t].outcome for t in self.carried_selected}
-        results.update((t, o) for t, o in new.items() if t in results or t in set(selected))
+        chosen = set(selected)
+        results.update((t, o) for t, o in new.items() if t in chosen)
         missing = [t for t in selected if t not in results]
-        outside = self._outside(set(selected))
+        outside = self._outside(chosen)
         complete = (
             self.selected is not None
             and not missing
@@ -411,7 +451,7 @@ class ControllerPlugin:
         assert plan is not None
         if plan.new_run:
             return 0
-        known = selected | set(plan.carried)
+        known = selected | plan.recorded
         return max(0, plan.run_size - len(known)) if plan.run_size else 0
 
     def _last_line(
@@ -528,6 +568,10 @@ class ControllerPlugin:
 
     # -- helpers
 
+    def _pause(self, paused: bool) -> None:
+        if self.recorder is not None:
+            self.recorder.paused = paused
+
     def _recording_failed(self, message: str) -> None:
         self._warn(f"{message}; recording stopped, test results are not affected")
 
@@ -576,6 +620,19 @@ def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
+class CarriedStatus:
+    """Registered only when an attempt carries results: the word pytest's terminal shows for
+    a carried report says so (kept off the per-report path of every other session)."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.CollectReport | pytest.TestReport
+    ) -> tuple[str, str, str] | None:
+        if isinstance(report, pytest.TestReport) and hasattr(report, CARRIED_ATTR):
+            return carried_teststatus(report)
+        return None
+
+
 class SuspectIsolation:
     """Registered in a single process when the previous attempt died with tests in flight:
     each of them runs in a child process first (:mod:`pytest_resumable.isolation`)."""
@@ -604,12 +661,12 @@ class SuspectIsolation:
             for report in reports:
                 delattr(report, CARRIED_ATTR)
             recorded = True
-        self.controller._replaying = recorded  # the crash is recorded: report, don't record
+        self.controller._pause(recorded)  # the crash is recorded: report, don't record
         try:
             for report in reports:
                 ihook.pytest_runtest_logreport(report=report)
         finally:
-            self.controller._replaying = False
+            self.controller._pause(False)
         after_child(item, nextitem)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True

@@ -24,6 +24,7 @@ from pytest_resumable.journal.records import (
     HeaderRecord,
     ResultRecord,
     RunRecord,
+    SelectionRecord,
     ShardRecord,
     StartRecord,
 )
@@ -36,6 +37,8 @@ class AttemptSummary:
     pid: int | None = None
     host: str | None = None
     xdist: bool = False
+    #: tests selected, as recorded right after collection
+    selected: int | None = None
     end: EndRecord | None = None
 
     @property
@@ -85,12 +88,17 @@ class RunState:
 
     @property
     def selected(self) -> int | None:
-        """How many tests the run selected, as its last ended attempt (or its shard) said."""
-        for number in sorted(self.attempts, reverse=True):
-            end = self.attempts[number].end
-            if end is not None:
-                return end.selected + (end.outside or 0)
-        return len(self.shard.tests) if self.shard is not None else None
+        """How many tests the run has: the widest selection of its attempts (an end record
+        counts the tests outside its selection too), never fewer than its results."""
+        sizes: list[int] = []
+        for summary in self.attempts.values():
+            if summary.selected is not None:
+                sizes.append(summary.selected)
+            if summary.end is not None:
+                sizes.append(summary.end.selected + (summary.end.outside or 0))
+        if self.shard is not None:
+            sizes.append(len(self.shard.tests))
+        return max(*sizes, len(self.results)) if sizes else None
 
     # -- folding
 
@@ -220,6 +228,10 @@ def read_history(
                         record.attempt, record.time, record.pid, record.host, bool(record.xdist)
                     )
                     state.last_time = max(state.last_time, record.time)
+            elif isinstance(record, SelectionRecord):
+                state = runs.get(record.run)
+                if state is not None and record.attempt in state.attempts:
+                    state.attempts[record.attempt].selected = record.selected
             elif isinstance(record, EndRecord):
                 state = runs.get(record.run)
                 if state is not None and record.attempt in state.attempts:

@@ -61,6 +61,8 @@ class AttemptPlan:
     shard: ShardRule | None = None
     #: how many tests the run has selected at most so far (its earlier attempts)
     run_size: int = 0
+    #: every test of the run with a result (carried or not)
+    recorded: frozenset[str] = frozenset()
 
     @property
     def resumed(self) -> bool:
@@ -158,6 +160,7 @@ def plan_attempt(
         durations=history.durations,
         shard=rule,
         run_size=chosen.selected or 0,
+        recorded=frozenset(chosen.results),
     )
 
 

@@ -52,7 +52,8 @@ def _rank(outcome: str) -> int:
 
 
 class Recorder:
-    """Turns this attempt's reports into journal lines, as they arrive."""
+    """Turns this attempt's reports into journal lines, as they arrive. Registered as a
+    plugin of its own: pytest calls its two hooks for every test."""
 
     def __init__(
         self,
@@ -80,12 +81,18 @@ class Recorder:
         self._pending: dict[str, list[pytest.TestReport]] = {}
         self._reran: set[str] = set()
         self._start_prefix = codec.start_prefix(self.run, self.attempt)
+        #: set while the controller replays reports it does not want recorded
+        self.paused = False
 
-    def start(self, nodeid: str) -> None:
-        if self.writer is not None:
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        """Called before each test runs (by xdist on the controller for worker tests)."""
+        if self.writer is not None and not self.paused:
             self.append(codec.start_line(self._start_prefix, nodeid))
 
-    def report(self, report: pytest.TestReport) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Called for each report of a test; the last one completes its result."""
+        if self.paused:
+            return
         nodeid = report.nodeid
         when = report.when
         pending = self._pending

@@ -208,6 +208,7 @@ def replayed_reports(config: pytest.Config, result: ResultRecord) -> list[pytest
                 continue
             if isinstance(report.longrepr, list):  # JSON has no tuples; pytest asserts one
                 report.longrepr = tuple(report.longrepr)  # type: ignore[assignment,unused-ignore]
+            _undo_double_repr(report, data)
             report.location = tuple(report.location)  # type: ignore[assignment,unused-ignore]
             report.user_properties = [(p[0], p[1]) for p in report.user_properties]
             report.sections = [(s[0], s[1]) for s in report.sections]
@@ -217,6 +218,39 @@ def replayed_reports(config: pytest.Config, result: ResultRecord) -> list[pytest
     for report in reports:
         setattr(report, CARRIED_ATTR, result.attempt)
     return reports
+
+
+def _undo_double_repr(report: pytest.TestReport, data: dict[str, Any]) -> None:
+    """pytest 9's ``SubtestContext`` applies ``saferepr`` to its kwargs again when it is
+    deserialized (``i=1`` comes back as ``i='1'``, under xdist too): put back the stored text."""
+    context = getattr(report, "context", None)
+    stored = data.get("_subtest.context")
+    if (
+        context is None
+        or not isinstance(stored, dict)
+        or not isinstance(stored.get("kwargs"), dict)
+    ):
+        return
+    try:
+        object.__setattr__(context, "kwargs", dict(stored["kwargs"]))
+    except (AttributeError, TypeError):  # another subtests implementation: leave it
+        pass
+
+
+def plain_report(result: ResultRecord) -> pytest.TestReport:
+    """The one (call) report of a carried plain pass, for the bulk replay."""
+    path, _, rest = result.test.partition("::")
+    report = pytest.TestReport(
+        nodeid=result.test,
+        location=(path, result.line, rest.replace("::", ".") or path),
+        keywords={},
+        outcome="passed",
+        longrepr=None,
+        when="call",
+        duration=result.duration,
+    )
+    setattr(report, CARRIED_ATTR, result.attempt)
+    return report
 
 
 class _Crash:

@@ -126,3 +126,68 @@ def mark_carried_in_stats_line(tr: Any, carried_attr: str) -> None:
 
     build_summary_stats_line._resumable = True  # type: ignore[attr-defined]
     tr.build_summary_stats_line = build_summary_stats_line
+
+
+#: plugins whose reaction to a plain pass is known (terminal letters and stats, --lf
+#: bookkeeping, live-log sections, the session's failure count, this plugin): when only they
+#: listen, carried plain passes are replayed in bulk instead of five hook calls each
+_BULK_SAFE = frozenset(
+    (
+        "_pytest.terminal.TerminalReporter",
+        "_pytest.cacheprovider.LFPlugin",
+        "_pytest.logging.LoggingPlugin",
+        "_pytest.main.Session",
+        "pytest_resumable.controller.ControllerPlugin",
+        "pytest_resumable.recorder.Recorder",
+        "pytest_resumable.controller.XdistControllerHooks",
+    )
+)
+_BULK_HOOKS = ("pytest_runtest_logstart", "pytest_runtest_logreport", "pytest_runtest_logfinish")
+
+
+def bulk_replay_possible(config: Any, tr: Any) -> bool:
+    """Whether :func:`bulk_replay_passes` gives what the per-test hooks would: nobody but the
+    known plugins listens, tests are shown as letters (not -v lines), and this pytest has the
+    terminal internals it uses (pytest 8.1+); otherwise the replay goes test by test."""
+    if tr is None or config.option.verbose > 0:
+        return False
+    if getattr(tr, "_show_progress_info", None) not in (False, "progress", "count"):
+        return False
+    needed = ("_progress_nodeids_reported", "_write_progress_information_if_past_edge")
+    if not all(hasattr(tr, name) for name in (*needed, "write_fspath_result", "_tw")):
+        return False
+    for name in _BULK_HOOKS:
+        for impl in getattr(config.hook, name).get_hookimpls():
+            kind = type(impl.plugin)
+            if f"{kind.__module__}.{kind.__qualname__}" not in _BULK_SAFE:
+                return False
+    return True
+
+
+def bulk_replay_passes(config: Any, tr: Any, reports: list[Any]) -> None:
+    """Report carried plain passes as the terminal would, one write per line of letters:
+    the same letters, line breaks and progress figures, stats and ``--lf`` bookkeeping."""
+    stats = tr.stats.setdefault("passed", [])
+    reported = tr._progress_nodeids_reported
+    lf = config.pluginmanager.get_plugin("lfplugin")
+    lastfailed = getattr(lf, "lastfailed", None)
+    i = 0
+    while i < len(reports):
+        first = reports[i]
+        tr.write_fspath_result(first.nodeid, "")
+        path = first.nodeid.split("::", 1)[0]
+        room = max(1, tr._screen_width - tr._width_of_current_line - len(" [100%]") - 1)
+        chunk: list[Any] = []
+        while i < len(reports) and len(chunk) < room:
+            if reports[i].nodeid.split("::", 1)[0] != path:
+                break
+            chunk.append(reports[i])
+            i += 1
+        stats.extend(chunk)
+        for report in chunk:
+            reported.add(report.nodeid)
+            if lastfailed is not None:
+                lastfailed.pop(report.nodeid, None)
+        tr._tw.write("." * len(chunk), green=True)
+        tr._write_progress_information_if_past_edge()
+    tr.flush()

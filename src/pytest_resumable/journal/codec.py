@@ -28,6 +28,7 @@ from pytest_resumable.journal.records import (
     Record,
     ResultRecord,
     RunRecord,
+    SelectionRecord,
     ShardRecord,
     StartRecord,
 )
@@ -215,6 +216,13 @@ def encode(record: Record) -> bytes:
         }
         if record.xdist is not None:
             fields["xdist"] = record.xdist
+    elif isinstance(record, SelectionRecord):
+        fields = {
+            "type": "selection",
+            "run": record.run,
+            "attempt": record.attempt,
+            "selected": record.selected,
+        }
     elif isinstance(record, ShardRecord):
         fields = {
             "type": "shard",
@@ -349,6 +357,8 @@ def _decode_obj(obj: dict[str, Any]) -> Record | _Unknown | None:
             host[:255] if isinstance(host, str) else None,
             obj.get("xdist") if isinstance(obj.get("xdist"), bool) else None,
         )
+    if kind == "selection":
+        return SelectionRecord(_str(obj, "run", 200), _int(obj, "attempt"), _int(obj, "selected"))
     if kind == "end":
         complete = obj["complete"]
         if not isinstance(complete, bool):

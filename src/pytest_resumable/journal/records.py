@@ -65,6 +65,16 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True)
+class SelectionRecord:
+    """How many tests an attempt selected, written right after collection: the run's size is
+    known even when the attempt is killed before its end record."""
+
+    run: str
+    attempt: int
+    selected: int
+
+
+@dataclass(frozen=True)
 class StartRecord:
     run: str
     attempt: int
@@ -133,6 +143,7 @@ Record: TypeAlias = (
     HeaderRecord
     | RunRecord
     | AttemptRecord
+    | SelectionRecord
     | StartRecord
     | ResultRecord
     | EndRecord

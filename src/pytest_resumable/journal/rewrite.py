@@ -31,6 +31,7 @@ from pytest_resumable.journal.records import (
     HeaderRecord,
     ResultRecord,
     RunRecord,
+    SelectionRecord,
     ShardRecord,
     StartRecord,
 )
@@ -158,7 +159,9 @@ def _collect(
             fast = codec.test_line_run(raw)
             if fast is None:
                 record = codec.decode(raw)
-                if isinstance(record, (RunRecord, AttemptRecord, EndRecord, ShardRecord)):
+                if isinstance(
+                    record, (RunRecord, AttemptRecord, SelectionRecord, EndRecord, ShardRecord)
+                ):
                     if record.run in meta:
                         meta[record.run].append(raw)
                     continue

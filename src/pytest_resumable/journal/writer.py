@@ -73,7 +73,8 @@ def take_lock(
     timeout: float,
     on_wait: Callable[[str], None] | None = None,
 ) -> None:
-    """Acquire ``lock``; when it is busy, say at once who holds it, then wait ``timeout``.
+    """Acquire ``lock``; when it is still busy after a second, say who holds it (a stopped
+    process holds it forever), then wait up to ``timeout`` in all.
 
     Re-checks after locking that the lock file is still the file at the path (a lock on a
     deleted file excludes nobody) and writes ``<pid> <host>`` into it for whoever waits next.
@@ -86,7 +87,8 @@ def take_lock(
     for _ in range(100):  # the lock file can be deleted under us only so often
         try:
             try:
-                lock.acquire(timeout=0)
+                # a lease lasts 0.5 s at most: say who holds the lock only when it lasts longer
+                lock.acquire(timeout=min(timeout, 1.0))
             except fl.Timeout:
                 holder = lock_holder(lock_path)
                 if on_wait is not None and not told:

@@ -1,0 +1,255 @@
+"""What resuming and recording cost, in one table from one run (issue #17; SPEC §7).
+
+Every figure is CPU time (user + sys) of the whole process tree (pytest and its xdist
+workers, via ``RUSAGE_CHILDREN``) or wall time, as the median of alternated pairs, so machine
+noise hits both sides alike:
+
+* recording overhead: N trivial tests, plugin on vs ``-p no:resumable``, single process
+  (``-p no:xdist`` both sides) and ``-n 2``;
+* resume at 50 % and 98 % done: ``pytest --resume`` vs the ideal -- collect everything, run only
+  the tests without a result (the rest deselected by a 10-line plugin), no pytest-resumable --
+  and the CPU per carried test above the ideal;
+* ``--resume`` start-up with a journal of 100,000 and 1,000,000 records of other runs vs an empty
+  journal, on a 10-test suite, single and ``-n 2``; peak RSS of the controller.
+
+Usage: ``python benchmarks/cost.py [--tests 10000] [--pairs 5] [--only overhead,resume,startup]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pytest_resumable.journal.codec import encode, passed_line, start_line, start_prefix
+from pytest_resumable.journal.records import VERSION, AttemptRecord, HeaderRecord, RunRecord
+
+IDEAL_PLUGIN = """
+import os, pytest
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    keep = set(open(os.environ["BENCH_KEEP"]).read().split("\\n"))
+    chosen = [i for i in items if i.nodeid in keep]
+    config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in keep])
+    items[:] = chosen
+"""
+
+
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    out.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed user's plugin is compiled once
+    return out
+
+
+def run(
+    args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> tuple[float, float, int]:
+    """(CPU of the process tree, wall, peak RSS in KiB) of one pytest run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env={**env(), **(extra_env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in (0, 5):
+        raise SystemExit(
+            f"pytest {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        )
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, after.ru_maxrss
+
+
+def make_suite(root: Path, tests: int) -> list[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text("[pytest]\n")
+    body = (
+        f"import pytest\n\n@pytest.mark.parametrize('i', range({tests}))\n"
+        "def test_t(i):\n    pass\n"
+    )
+    (root / "test_trivial.py").write_text(body)
+    (root / "bench_ideal.py").write_text(IDEAL_PLUGIN)
+    return [f"test_trivial.py::test_t[{i}]" for i in range(tests)]
+
+
+def partial_journal(root: Path, ids: list[str], done: int) -> bytes:
+    """A journal whose one unfinished run has results for the first ``done`` tests."""
+    digest = hashlib.blake2b((root / "test_trivial.py").read_bytes(), digest_size=8).hexdigest()
+    lines = [encode(HeaderRecord(VERSION, 1.0)), encode(RunRecord("bench001", 1.0))]
+    lines.append(encode(AttemptRecord("bench001", 1, 1.0, 1, "bench")))
+    prefix = start_prefix("bench001", 1)
+    for test in ids[:done]:
+        lines.append(start_line(prefix, test))
+        lines.append(passed_line("bench001", 1, test, 0.0004, 3, digest))
+    return b"".join(lines)
+
+
+def pairs_of(n: int, a: callable, b: callable) -> list[tuple[tuple[float, float, int], ...]]:  # type: ignore[valid-type]
+    out = []
+    for i in range(n):
+        if i % 2:
+            y, x = b(), a()
+        else:
+            x, y = a(), b()
+        out.append((x, y))
+    return out
+
+
+def ratio(pairs: list, index: int) -> float:
+    return statistics.median(y[index] / x[index] for x, y in pairs)
+
+
+def overhead(root: Path, pairs: int, mode: list[str]) -> dict[str, float]:
+    journal = root / "j" / "journal.jsonl"
+
+    def on() -> tuple[float, float, int]:
+        shutil.rmtree(journal.parent, ignore_errors=True)
+        return run([*mode, f"--resume-journal={journal}"], root)
+
+    def off() -> tuple[float, float, int]:
+        return run([*mode, "-p", "no:resumable"], root)
+
+    got = pairs_of(pairs, off, on)
+    return {"cpu": ratio(got, 0) - 1, "wall": ratio(got, 1) - 1}
+
+
+def resume(root: Path, ids: list[str], pairs: int, mode: list[str], done: int) -> dict[str, float]:
+    journal = root / "j" / "journal.jsonl"
+    data = partial_journal(root, ids, done)
+    keep = root / "keep.txt"
+    keep.write_text("\n".join(ids[done:]))
+
+    def ours() -> tuple[float, float, int]:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        journal.write_bytes(data)
+        return run([*mode, "--resume", f"--resume-journal={journal}"], root)
+
+    def ideal() -> tuple[float, float, int]:
+        return run(
+            [*mode, "-p", "no:resumable", "-p", "bench_ideal"],
+            root,
+            {"BENCH_KEEP": str(keep), "PYTHONPATH": str(root)},
+        )
+
+    got = pairs_of(pairs, ideal, ours)
+    extra = statistics.median(y[0] - x[0] for x, y in got)
+    return {
+        "ratio_cpu": ratio(got, 0),
+        "ratio_wall": ratio(got, 1),
+        "us_per_carried": extra / done * 1e6,
+    }
+
+
+def big_journal(path: Path, records: int) -> None:
+    """``records`` start and result lines of 100 complete runs of other tests."""
+    with open(path, "wb") as f:
+        f.write(encode(HeaderRecord(VERSION, 1.0)))
+        per_run = records // 100
+        for r in range(100):
+            run_id = f"old{r:05d}"
+            f.write(encode(RunRecord(run_id, 1.0 + r)))
+            f.write(encode(AttemptRecord(run_id, 1, 1.0 + r, 1, "x")))
+            prefix = start_prefix(run_id, 1)
+            for i in range(per_run // 2):
+                test = f"tests/test_old_{i % 500}.py::test_case[{i}]"
+                f.write(start_line(prefix, test))
+                f.write(passed_line(run_id, 1, test, 0.01, 7, "0123456789abcdef"))
+
+
+def startup(root: Path, pairs: int, mode: list[str], records: int) -> dict[str, float]:
+    small = root / "small"
+    make_suite(small, 10)
+    big = root / f"big-{records}.jsonl"
+    if not big.exists():
+        big_journal(big, records)
+    empty = root / "empty.jsonl"
+
+    def with_big() -> tuple[float, float, int]:
+        work = small / "j.jsonl"
+        shutil.copyfile(big, work)
+        return run([*mode, "--resume", f"--resume-journal={work}"], small)
+
+    def with_empty() -> tuple[float, float, int]:
+        empty.unlink(missing_ok=True)
+        return run([*mode, "--resume", f"--resume-journal={empty}"], small)
+
+    got = pairs_of(pairs, with_empty, with_big)
+    return {
+        "extra_wall": statistics.median(y[1] - x[1] for x, y in got),
+        "extra_cpu": statistics.median(y[0] - x[0] for x, y in got),
+        "rss_mb": max(y[2] for _, y in got) / 1024,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=10000)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--only", default="overhead,resume,startup")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    root = Path(tempfile.mkdtemp(prefix="resumable-cost-"))
+    try:
+        ids = make_suite(root / "suite", args.tests)
+        suite = root / "suite"
+        modes = {"single": ["-p", "no:xdist"], "-n 2": ["-n", "2"]}
+        print(
+            f"{args.tests} trivial tests, {args.pairs} alternated pairs, median; CPU = process tree"
+        )
+        print("| measure | single process | -n 2 |")
+        print("|---|---|---|")
+        if "overhead" in parts:
+            rows = {name: overhead(suite, args.pairs, mode) for name, mode in modes.items()}
+            print(
+                "| recording overhead, CPU (wall) | "
+                + " | ".join(f"{r['cpu']:+.1%} ({r['wall']:+.1%})" for r in rows.values())
+                + " |"
+            )
+        if "resume" in parts:
+            for share in (0.5, 0.98):
+                done = int(args.tests * share)
+                rows = {n: resume(suite, ids, args.pairs, m, done) for n, m in modes.items()}
+                print(
+                    f"| resume at {share:.0%} done vs ideal, CPU (wall) | "
+                    + " | ".join(
+                        f"{r['ratio_cpu']:.2f}x ({r['ratio_wall']:.2f}x)" for r in rows.values()
+                    )
+                    + " |"
+                )
+                print(
+                    f"| CPU per carried test at {share:.0%} | "
+                    + " | ".join(f"{r['us_per_carried']:.1f} µs" for r in rows.values())
+                    + " |"
+                )
+        if "startup" in parts:
+            for records in (100_000, 1_000_000):
+                rows = {n: startup(root, args.pairs, m, records) for n, m in modes.items()}
+                print(
+                    f"| --resume start-up, {records:,}-record journal: "
+                    "extra wall (CPU), peak RSS | "
+                    + " | ".join(
+                        f"+{r['extra_wall']:.2f} s (+{r['extra_cpu']:.2f} s), {r['rss_mb']:.0f} MB"
+                        for r in rows.values()
+                    )
+                    + " |"
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
