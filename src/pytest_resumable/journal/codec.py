@@ -444,11 +444,11 @@ def test_line_run(raw: bytes) -> tuple[bool, bytes] | None:
 # anchored with ``^`` when searched: a pattern starting with a literal is searched for as a
 # literal, and the literal cannot occur inside a JSON string, where quotes are escaped.
 _RESULT_DURATION = re.compile(
-    rb'\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*"),'
+    rb'\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]+|\\.)*"),'
     rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
 )
 _TEST_KEY = re.compile(
-    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("(?:[^"\\\n]|\\.)*")'
+    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("(?:[^"\\\n]+|\\.)*")'
 )
 _DURATIONS_LINE = re.compile(rb'\{"type":"durations",[^\n]*\n')
 
@@ -460,6 +460,59 @@ def result_durations(data: bytes | memoryview, start: int, end: int) -> list[tup
 
 def durations_lines(data: bytes | memoryview) -> list[bytes]:
     return _DURATIONS_LINE.findall(data)
+
+
+#: a line that is not a start or result line (the caller checks it begins a line: the
+#: pattern starts with a literal, so it is searched for at C speed)
+META_LINE = re.compile(rb'\{"type":"(?!start"|result")[^\n]*\n')
+#: a start or result line and its run id
+RUN_LINE = re.compile(rb'(\{"type":"(?:start|result)","run":"([^"\\\n]*)"[^\n]*\n)')
+_RUN_LINES: dict[str, re.Pattern[bytes]] = {}
+
+
+def lines_of_run(run: str) -> re.Pattern[bytes]:
+    """The start and result lines of one run (a literal prefix: searched for at C speed)."""
+    pattern = _RUN_LINES.get(run)
+    if pattern is None:
+        run_json = re.escape(_enc(run).encode("utf-8", "surrogatepass"))
+        pattern = re.compile(rb'\{"type":"(?:start|result)","run":' + run_json + rb"[^\n]*\n")
+        _RUN_LINES[run] = pattern
+    return pattern
+
+
+def line_blocks(f: Any, limit: int | None, stats: Any, size: int = 8 << 20) -> Any:
+    """Blocks of whole lines read from ``f`` up to byte ``limit``; a line longer than
+    :data:`MAX_LINE` is skipped and counted in ``stats.corrupt``; a last line without ``\\n``
+    (a write in progress, a torn write) is not returned."""
+    left = limit
+    rest = b""
+    skipping = False
+    while True:
+        want = size if left is None else min(size, left)
+        data = f.read(want) if want > 0 else b""
+        if left is not None:
+            left -= len(data)
+        if not data:
+            return
+        data = rest + data
+        end = data.rfind(b"\n")
+        if skipping:
+            if end < 0:
+                rest = b""
+                continue
+            first = data.find(b"\n") + 1
+            data, end, skipping = data[first:], end - first, False
+        if end < 0:
+            rest = data
+            if len(rest) > MAX_LINE:
+                stats.corrupt += 1
+                rest, skipping = b"", True
+            continue
+        rest = data[end + 1 :]
+        if len(rest) > MAX_LINE:
+            stats.corrupt += 1
+            rest, skipping = b"", True
+        yield data[: end + 1]
 
 
 def test_key(raw: bytes) -> bytes | None:
