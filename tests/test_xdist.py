@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import Suite, interrupt
+from conftest import SUITE_CONFTEST, Suite, interrupt
 
 # Two modules, classes and xdist groups, so every --dist mode spreads work over both workers.
 MODULE = """
@@ -258,3 +258,45 @@ def test_explicit_tx_workers_resume_exactly(suite: Suite, pytester: pytest.Pytes
     assert Counter(ran_second) == Counter(t for t in ids if t not in recorded)
     assert set(ran_first) | set(ran_second) == set(ids)
     assert Counter(results_of(suite)) == Counter(ids)
+
+
+SLOW_CONTROLLER = """
+import os, signal, time
+
+seen = []
+
+def pytest_runtest_logreport(report):
+    # only on the xdist controller, only once: it handles reports slower than the workers
+    # make them, as a busy terminal does on a big suite, then gets Ctrl-C
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.path.exists("interrupted"):
+        return
+    time.sleep(0.01)
+    if report.when == "call":
+        seen.append(report.nodeid)
+        if len(seen) == 20:
+            open("interrupted", "w").close()
+            os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+@pytest.mark.parametrize("dist", ["worksteal"])  # the one whose workers run far ahead
+def test_ctrl_c_records_the_results_already_queued_on_the_controller(
+    suite: Suite, pytester: pytest.Pytester, dist: str
+) -> None:
+    """Issue #14: results that reached the controller before an interrupt are recorded (the
+    workers had finished far more tests than the controller had handled)."""
+    pytester.makeconftest(SUITE_CONFTEST + SLOW_CONTROLLER)
+    pytester.makepyfile(
+        test_many="import pytest\n\n@pytest.mark.parametrize('i', range(150))\n"
+        "def test_m(i):\n    pass\n"
+    )
+    first = pytester.runpytest_subprocess("-n", "2", "--dist", dist)
+    assert first.ret == 2, first.stdout.str()
+    recorded = {r["test"] for r in suite.records("result")}
+    assert len(recorded) > 100, len(recorded)  # far more than the 20 the controller handled
+    ran_first = suite.take_ran()
+    resumed = pytester.runpytest_subprocess("-n", "2", "--resume", "-p", "no:randomly")
+    ran_now = suite.take_ran()
+    assert not set(ran_now) & recorded  # recorded results are not run again
+    assert set(ran_first) | set(ran_now) >= {f"test_many.py::test_m[{i}]" for i in range(150)}
+    assert resumed.ret == 0, resumed.stdout.str()

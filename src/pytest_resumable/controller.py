@@ -333,10 +333,38 @@ class ControllerPlugin:
                 self._counted = True
         try:
             return (yield)
+        except KeyboardInterrupt:
+            self._drain_xdist()
+            raise
         finally:
             self._restore_sigterm()
             if self.active:
                 self._replay(session)
+
+    def _drain_xdist(self) -> None:
+        """Ctrl-C under xdist: record the results that already reached the controller's queue
+        (workers run ahead of the controller; on a big suite they had finished ~1,400 tests
+        the controller had not handled yet), with a short deadline. Recorded only: the
+        interrupted attempt's terminal report stays as xdist leaves it."""
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        queue = getattr(dsession, "queue", None)
+        recorder = self.recorder
+        if queue is None or recorder is None:
+            return
+        import queue as queues
+
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                callname, kwargs = queue.get(timeout=0.1)
+            except queues.Empty:
+                return
+            except BaseException:  # a second Ctrl-C: stop draining
+                return
+            if callname == "testreport" and isinstance(kwargs.get("rep"), pytest.TestReport):
+                recorder.pytest_runtest_logreport(kwargs["rep"])
+            elif callname == "logstart" and isinstance(kwargs.get("nodeid"), str):
+                recorder.pytest_runtest_logstart(kwargs["nodeid"])
 
     def _replay(self, session: pytest.Session) -> None:
         if not self.carried_selected:
