@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -472,3 +473,61 @@ def test_sigterm_during_session_finish_is_no_traceback(
     # a SIGTERM after the loop ends the process as SIGTERM does, without a traceback, and
     # every result is in the journal already (a later --resume has nothing to run)
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, out)
+
+
+WARNS = """
+import warnings
+
+def test_warns():
+    warnings.warn("deprecated thing", DeprecationWarning)
+
+def test_plain():
+    pass
+"""
+
+
+def test_space_form_journal_outside_the_project_carries_nothing_into_another_rootdir(
+    suite: Suite, pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue #14: once the journal exists, pytest takes `--resume-journal PATH` (with a space)
+    for a test path when it picks rootdir; rootdir moves and the project's ini (here
+    `filterwarnings = error`, which makes test_warns fail) is not read. The attempt must not
+    continue the run it cannot be sure of, and must say what to type."""
+    pytester.makeini("[pytest]\naddopts = -p no:randomly\nfilterwarnings = error\n")
+    pytester.makepyfile(test_warns=WARNS)
+    outside = tmp_path_factory.mktemp("elsewhere") / "journal.jsonl"
+    reference = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:resumable")
+    assert reference.ret == 1  # test_warns fails under the project's ini
+    suite.take_ran()
+    first = interrupt(
+        suite,
+        ["-p", "no:xdist", f"--resume-journal={outside}"],
+        block_at="test_warns.py::test_plain",
+        sig=signal.SIGKILL,
+    )
+    assert first.returncode == -signal.SIGKILL, first.output
+    assert outside.exists(), first.output
+    [run] = [r for r in records_of(outside) if r["type"] == "run"]
+    assert run["rootdir"] == str(pytester.path)
+    # the space form, now that the file exists: pytest sees a second "test path"
+    second = pytester.runpytest_subprocess("-n", "2", "--resume", "--resume-journal", str(outside))
+    out = second.stdout.str()
+    # pytest (controller under -n 2) moved rootdir: the plugin says so, carries nothing
+    assert "rootdir: " + str(pytester.path) not in out
+    second.stdout.fnmatch_lines(
+        [
+            "resumable: pytest may have taken the journal * for a test path*--resume-journal=PATH*",
+            f"resumable: run {run['run']} was started with rootdir {pytester.path}*"
+            "its results are not carried*--resume-journal=PATH*",
+        ]
+    )
+    assert "resuming run" not in out  # nothing carried across the two places
+    # the `=` form continues the original run, and ends as red as the reference
+    suite.take_ran()
+    third = pytester.runpytest_subprocess("-n", "2", "--resume", f"--resume-journal={outside}")
+    third.stdout.fnmatch_lines([f"resumable: resuming run {run['run']} *"])
+    assert third.ret == reference.ret == 1
+
+
+def records_of(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line.startswith(b"{")]

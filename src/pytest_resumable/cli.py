@@ -256,6 +256,7 @@ def cmd_durations(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # long but flat: one declaration per subcommand and option, read top to bottom
     parser = argparse.ArgumentParser(
         prog="pytest-resumable", description="Inspect pytest-resumable journals."
     )

@@ -89,6 +89,7 @@ class ControllerPlugin:
         self._finished = False
         self._counted = False
         self._history_run: Any = None
+        self._journal_existed = False
         self._inputs: Any = None
 
     # -- start
@@ -129,6 +130,7 @@ class ControllerPlugin:
 
     def _plan(self, *, read_only: bool) -> AttemptPlan:
         settings = self.settings
+        self._journal_existed = settings.journal.exists()
         xdist = uses_xdist(self.config)
         inputs = PlanInputs(
             resume=settings.resume,
@@ -204,6 +206,13 @@ class ControllerPlugin:
         if plan.suspects and not xdist and hasattr(os, "fork"):
             self.config.pluginmanager.register(
                 SuspectIsolation(self, set(plan.suspects)), "resumable-isolation"
+            )
+        if self._journal_taken_for_a_test_path():
+            self._warn(
+                f"pytest may have taken the journal {settings.journal} for a test path when "
+                f"it chose rootdir {self.config.rootpath} (ini file "
+                f"{self.config.inipath or 'none'}): write --resume-journal=PATH (with '='), "
+                "or the project's ini file may not be read"
             )
         if plan.mismatch:
             self._warn(
@@ -534,13 +543,30 @@ class ControllerPlugin:
             )
         else:
             n = len(missing)
+            why = (
+                f"{n} of {len(selected)} tests {'has' if n == 1 else 'have'} no result yet"
+                if n
+                else f"the attempt ended with exit status {status}"
+            )
             tr.write_line(
-                f"resumable: run {plan.run_id} incomplete: {n} of {len(selected)} "
-                f"{'test has' if n == 1 else 'tests have'} no result yet{note}; continue "
+                f"resumable: run {plan.run_id} incomplete: {why}{note}; continue "
                 f"with: {self.continue_command()}",
                 yellow=True,
                 bold=True,
             )
+
+    def _journal_taken_for_a_test_path(self) -> bool:
+        """``--resume-journal PATH`` with a space and an existing file: pytest picks rootdir
+        and the ini file before it knows this plugin's options, so it takes PATH for a test
+        path; when PATH is outside the invocation directory, rootdir moves."""
+        args = list(self.config.invocation_params.args)
+        if "--resume-journal" not in args or not self._journal_existed:
+            return False
+        try:
+            self.settings.journal.resolve().relative_to(self.config.invocation_params.dir)
+        except ValueError:
+            return True
+        return False
 
     def _unrecorded(self) -> int:
         written = self.recorder.written if self.recorder is not None else 0

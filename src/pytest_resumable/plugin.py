@@ -13,6 +13,7 @@ from pytest_resumable.options import DEFAULT_COMPACT_BYTES, JOURNAL_NAME
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # long but flat: one declaration per option and ini value (SPEC §3)
     group = parser.getgroup("resumable", "resume interrupted runs (pytest-resumable)")
     group.addoption(
         "--resume",

@@ -185,6 +185,8 @@ def encode_result(record: ResultRecord) -> bytes:
 
 def encode(record: Record) -> bytes:
     """One record as one ``\\n``-terminated line of UTF-8 JSON."""
+    # one branch per record type, in the order of docs/journal-format.md: the layout is
+    # easier to check against the documentation in one place than split into functions
     if isinstance(record, StartRecord):
         return start_line(start_prefix(record.run, record.attempt), record.test)
     if isinstance(record, ResultRecord):
@@ -318,6 +320,8 @@ def _reports(obj: dict[str, Any]) -> tuple[dict[str, Any], ...] | None:
 
 
 def _decode_obj(obj: dict[str, Any]) -> Record | _Unknown | None:
+    # one branch per record type, each checking every field's type and range: kept together
+    # so that the decoder can be read against docs/journal-format.md
     kind = obj.get("type")
     if kind == "start":
         return StartRecord(_str(obj, "run", 200), _int(obj, "attempt"), _str(obj, "test"))
