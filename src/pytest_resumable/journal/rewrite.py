@@ -35,7 +35,7 @@ from pytest_resumable.journal.records import (
     ShardRecord,
     StartRecord,
 )
-from pytest_resumable.journal.writer import new_lock, take_lock
+from pytest_resumable.journal.writer import lock_journal_file, new_lock, take_lock
 
 #: runs kept by default: the newest ones, whatever their state
 DEFAULT_KEEP_RUNS = 3
@@ -86,7 +86,14 @@ def locked(path: Path, timeout: float) -> Iterator[None]:
     lock = new_lock(lock_path, timeout)
     take_lock(lock, lock_path, timeout)
     try:
-        yield
+        # and the journal file itself, as writers do while they append: if someone deleted
+        # the lock file while a writer held its lease, this waits for that writer
+        fd = lock_journal_file(path)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)
     finally:
         lock.release()
 
@@ -134,7 +141,7 @@ def _compact_locked(path: Path, keep_runs: int, step: Callable[[str], None]) -> 
             for line in results[run].values():
                 out(line)
             for key, line in starts[run].items():
-                if key not in results[run]:
+                if _newer_start(line, results[run].get(key)):
                     out(line)
         step("temp-written")
 
@@ -181,7 +188,21 @@ def _collect(
                 bucket.pop(key, None)  # the latest result last
                 bucket[key] = raw
             else:
-                starts[run].setdefault(key, raw)
+                # the latest start: what was in flight in the newest attempt is what a
+                # resumed attempt must isolate (the first start would hide it)
+                starts[run][key] = raw
+
+
+def _newer_start(start: bytes, result: bytes | None) -> bool:
+    """A start line is kept when the test has no result, or started again after it."""
+    if result is None:
+        return True
+    started, ended = codec.decode(start), codec.decode(result)
+    return (
+        isinstance(started, StartRecord)
+        and isinstance(ended, ResultRecord)
+        and started.attempt > ended.attempt
+    )
 
 
 def replace_atomically(

@@ -330,29 +330,31 @@ class JournalWriter:
 
     def _release(self) -> None:
         self._held = False
+        if self._fd is not None:
+            _unlock_fd(self._fd)
         try:
             self._lock.release()
         except OSError:  # pragma: no cover - nothing useful to do; the OS drops it at exit
             pass
 
     def _check_file(self) -> None:
-        # Re-check the inode after locking: compaction replaces the file at the path.
+        # Lock the journal file itself, then re-check that it is the file at the path:
+        # compaction replaces it, and someone may delete the lock file while we hold the
+        # lease (then ``compact`` could lock a new lock file): a second lock on the journal's
+        # own inode keeps a rewrite from reading it while we may still append to it.
         try:
-            if self._fd is not None:
-                try:
-                    on_path = os.stat(self.path)
-                except FileNotFoundError:
-                    on_path = None
-                mine = os.fstat(self._fd)
-                if on_path is None or (on_path.st_dev, on_path.st_ino) != (
-                    mine.st_dev,
-                    mine.st_ino,
-                ):
-                    os.close(self._fd)
-                    self._fd = None
-            if self._fd is None:
-                self._open_file()
-            size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
+            for _ in range(100):
+                if self._fd is None:
+                    self._open_file()
+                assert self._fd is not None
+                _lock_fd_exclusively(self._fd)
+                if same_file(self.path, self._fd):
+                    break
+                os.close(self._fd)  # replaced while we waited: closing drops that lock
+                self._fd = None
+            else:  # pragma: no cover - the path keeps being replaced
+                raise JournalError(f"resumable: the journal {self.path} keeps being replaced")
+            size = os.fstat(self._fd).st_size
             assert self._fd is not None
             if size == 0:
                 created = round(time.time(), 3)
@@ -395,6 +397,55 @@ class JournalWriter:
             self._created = created if created is not None else -1.0
             for line in self.preamble:
                 _write_all(self._fd, line)  # type: ignore[arg-type]
+
+
+def same_file(path: Path, fd: int) -> bool:
+    """Whether ``fd`` is the file at ``path`` now (same device and inode)."""
+    try:
+        on_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (on_path.st_dev, on_path.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _lock_fd_exclusively(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: the lock file alone
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _unlock_fd(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except (ImportError, OSError):  # pragma: no cover
+        pass
+
+
+def lock_journal_file(path: Path) -> int | None:
+    """Open and lock the journal file itself (what writers lock while they hold the lease);
+    ``None`` if there is no file. The caller closes the descriptor, which unlocks it."""
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return None
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        _lock_fd_exclusively(fd)
+        if same_file(path, fd):
+            return fd
+        os.close(fd)
+    return None  # pragma: no cover
 
 
 def _write_all(fd: int, data: bytes) -> None:
