@@ -191,13 +191,13 @@ def test_parse_shard(value: str | None, env: dict[str, str], expected: object) -
 
 @pytest.mark.parametrize("value", ["0/3", "4/3", "x", "1/0", "2", "auto"])
 def test_malformed_shard_names_the_option(value: str) -> None:
-    with pytest.raises(OptionError, match="^--shard: .*; expected "):
+    with pytest.raises(OptionError, match=r"^--shard: .*; expected "):
         parse_shard(value, {})
 
 
 def test_resume_id_auto_and_errors() -> None:
     assert parse_resume_id("auto", {"GITHUB_RUN_ID": "77"}) == "github-77"
-    with pytest.raises(OptionError, match="--resume-id: .*GITHUB_RUN_ID"):
+    with pytest.raises(OptionError, match=r"--resume-id: .*GITHUB_RUN_ID"):
         parse_resume_id("auto", {})
     with pytest.raises(OptionError, match="control characters"):
         parse_resume_id("a\x1b]0;x\x07", {})
