@@ -64,6 +64,7 @@ def test_shards_in_turn_run_every_test_exactly_once(
     skewed: Suite, pytester: pytest.Pytester, xdist: bool
 ) -> None:
     mode = ["-n", "2"] if xdist else ["-p", "no:xdist"]
+    learned = split_of(ALL, read_durations(skewed.journal))
     sizes = []
     for k in (1, 2, 3):
         result = pytester.runpytest_subprocess(*mode, "--shard", f"{k}/3", "--resume-id", "ci-7")
@@ -79,16 +80,11 @@ def test_shards_in_turn_run_every_test_exactly_once(
     assert [r["shard"] for r in runs] == ["1/3", "2/3", "3/3"]
     tests = [t for k in (1, 2, 3) for t in shard_record(skewed, f"{k}/3")["tests"]]  # type: ignore[attr-defined]
     assert Counter(tests) == Counter(ALL)
-    # the three slow tests (0, 10, 20: 30 ms each) are in three different shards
-    assert all(
-        sum(
-            1
-            for t in shard_record(skewed, f"{k}/3")["tests"]
-            if t.endswith(("[0]", "[10]", "[20]"))
-        )  # type: ignore[attr-defined]
-        == 1
-        for k in (1, 2, 3)
-    )
+    # the split is the greedy partition of the durations recorded before (computed here from
+    # the same journal: exact, whatever this machine's timing was)
+    assert [sorted(shard_record(skewed, f"{k}/3")["tests"]) for k in (1, 2, 3)] == [  # type: ignore[arg-type]
+        sorted(part) for part in learned
+    ]
     verify = cli("verify", "ci-7", cwd=skewed.path)
     assert verify.returncode == 0, verify.stdout
     assert "3 shard run(s) of 3: 30 selected tests, 30 with a result, 0 missing, 0 doubled" in (
