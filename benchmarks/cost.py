@@ -126,6 +126,19 @@ def overhead(root: Path, pairs: int, mode: list[str]) -> dict[str, float]:
     return {"cpu": ratio(got, 0) - 1, "wall": ratio(got, 1) - 1}
 
 
+def previous_release(root: Path, pairs: int, mode: list[str], src: str) -> dict[str, float]:
+    """Recording with this code vs with another checkout's ``src`` (the previous release),
+    alternated: the ratio says whether recording got cheaper or dearer."""
+    journal = root / "j" / "journal.jsonl"
+
+    def recording(extra: dict[str, str]) -> tuple[float, float, int]:
+        shutil.rmtree(journal.parent, ignore_errors=True)
+        return run([*mode, f"--resume-journal={journal}"], root, extra)
+
+    got = pairs_of(pairs, lambda: recording({"PYTHONPATH": src}), lambda: recording({}))
+    return {"cpu": ratio(got, 0) - 1, "wall": ratio(got, 1) - 1}
+
+
 def resume(root: Path, ids: list[str], pairs: int, mode: list[str], done: int) -> dict[str, float]:
     journal = root / "j" / "journal.jsonl"
     data = partial_journal(root, ids, done)
@@ -177,14 +190,17 @@ def startup(root: Path, pairs: int, mode: list[str], records: int) -> dict[str, 
         big_journal(big, records)
     empty = root / "empty.jsonl"
 
+    # no automatic compaction at the end (it is measured by `compact`): start-up only
+    quiet = ["-o", "resume_compact_bytes=0"]
+
     def with_big() -> tuple[float, float, int]:
         work = small / "j.jsonl"
         shutil.copyfile(big, work)
-        return run([*mode, "--resume", f"--resume-journal={work}"], small)
+        return run([*mode, *quiet, "--resume", f"--resume-journal={work}"], small)
 
     def with_empty() -> tuple[float, float, int]:
         empty.unlink(missing_ok=True)
-        return run([*mode, "--resume", f"--resume-journal={empty}"], small)
+        return run([*mode, *quiet, "--resume", f"--resume-journal={empty}"], small)
 
     got = pairs_of(pairs, with_empty, with_big)
     return {
@@ -199,6 +215,9 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=10000)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--only", default="overhead,resume,startup")
+    parser.add_argument(
+        "--previous", metavar="SRC", help="src/ of the previous release: compare recording"
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     root = Path(tempfile.mkdtemp(prefix="resumable-cost-"))
@@ -215,6 +234,15 @@ def main() -> int:
             rows = {name: overhead(suite, args.pairs, mode) for name, mode in modes.items()}
             print(
                 "| recording overhead, CPU (wall) | "
+                + " | ".join(f"{r['cpu']:+.1%} ({r['wall']:+.1%})" for r in rows.values())
+                + " |"
+            )
+        if args.previous:
+            rows = {
+                n: previous_release(suite, args.pairs, m, args.previous) for n, m in modes.items()
+            }
+            print(
+                "| recording, this code vs the previous release, CPU (wall) | "
                 + " | ".join(f"{r['cpu']:+.1%} ({r['wall']:+.1%})" for r in rows.values())
                 + " |"
             )
