@@ -67,7 +67,8 @@ def write(
     import pytest
 
     results = [*report.results.values(), *report.in_flight]
-    args = ["-p", "no:cacheprovider", "-p", "no:resumable", "-p", "no:xdist", "-q"]
+    args = ["-p", "no:cacheprovider", "-p", "no:resumable", "-p", "no:xdist", "-p", "no:terminal"]
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     args += ["-p", "no:randomly", "-o", f"junit_logging={junit_logging}"]
     if junitxml:
         args.append(f"--junitxml={junitxml}")
