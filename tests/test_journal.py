@@ -358,3 +358,36 @@ def test_history_in_flight_and_the_newest_unfinished_run(tmp_path: Path) -> None
     assert not only.runs["r"].detailed
     assert only.runs["r"].results == {}
     assert only.runs["other"].in_flight(1) == {"b"}
+
+
+@given(results | st.builds(StartRecord, run=text, attempt=st.integers(0, 10**6), test=text))
+@settings(max_examples=300)
+def test_the_fast_decoder_of_test_lines_agrees_with_decode(record: object) -> None:
+    from pytest_resumable.journal.codec import decode_test_line
+
+    line = encode(record)  # type: ignore[arg-type]
+    assert decode_test_line(line) == decode(line)
+    fast = passed_line("r1", 3, 't::x[ü"\\\\]', 0.25, 7, "0123abcd")
+    assert decode_test_line(fast) == decode(fast)
+
+
+def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:
+    """The patterns that read test lines at C speed must not backtrack exponentially on a line
+    that almost matches (a nested quantifier did: one line hung the reader)."""
+    from pytest_resumable.journal.codec import decode_test_line, result_durations
+
+    bad = [
+        b'{"type":"result","run":"r","attempt":1,"test":"' + b"ab" * 20000 + b"\n",
+        b'{"type":"start","run":"r","attempt":1,"test":"' + b"a\\\\" * 20000 + b'"x}\n',
+        b'{"type":"result","run":"r","attempt":1,"test":"'
+        + b"a" * 30
+        + b'","outcome":"passed","duration":1e9999}\n',
+    ]
+    start = time.monotonic()
+    for line in bad:
+        decode_test_line(line)
+        result_durations(line, 0, len(line))
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(encode(HeaderRecord(VERSION)) + encode(RunRecord("r", 1.0)) + b"".join(bad))
+    read_history(path)
+    assert time.monotonic() - start < 5

@@ -323,7 +323,7 @@ class _Fold:
         for run_id, lines in self.raw.items():
             state = history.runs[run_id]
             for raw in lines:
-                record = codec.decode(raw)
+                record = codec.decode_test_line(raw)
                 if record is None:
                     self.stats.corrupt += 1
                     continue

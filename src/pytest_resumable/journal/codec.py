@@ -412,6 +412,45 @@ def _decode_obj(obj: dict[str, Any]) -> Record | _Unknown | None:
     return None
 
 
+_START_LINE = re.compile(
+    rb'\{"type":"start","run":"([^"\\\n]{0,200})","attempt":(\d{1,9}),'
+    rb'"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*")\}\n'
+)
+_PASSED_LINE = re.compile(
+    rb'\{"type":"result","run":"([^"\\\n]{0,200})","attempt":(\d{1,9}),'
+    rb'"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*"),"outcome":"passed",'
+    rb'"duration":(\d{1,9}(?:\.\d{1,20})?(?:e-?\d{1,3})?)'
+    rb'(?:,"line":(\d{1,9}))?(?:,"file_hash":"([0-9a-f]{1,64})")?\}\n'
+)
+
+
+def decode_test_line(line: bytes) -> Record | _Unknown | None:
+    """:func:`decode`, with a fast path for the two lines written for most tests (a start,
+    a plain pass) in exactly the layout this package writes: ~1 µs instead of ~5 µs."""
+    match = _START_LINE.fullmatch(line)
+    if match is not None:
+        test = key_to_test(match.group(3))
+        if test is not None:
+            run = match.group(1).decode("utf-8", "surrogatepass")
+            return StartRecord(run, int(match.group(2)), test)
+    match = _PASSED_LINE.fullmatch(line)
+    if match is not None:
+        test = key_to_test(match.group(3))
+        duration = float(match.group(4))
+        if test is not None and duration <= MAX_DURATION:
+            lineno, digest = match.group(5), match.group(6)
+            return ResultRecord(
+                match.group(1).decode("utf-8", "surrogatepass"),
+                int(match.group(2)),
+                test,
+                "passed",
+                duration,
+                line=int(lineno) if lineno is not None else None,
+                file_hash=digest.decode("ascii") if digest is not None else None,
+            )
+    return decode(line)
+
+
 def decode(line: bytes) -> Record | _Unknown | None:
     """Parse one line. ``None`` when it is not a valid record (the caller counts it).
 
@@ -448,11 +487,11 @@ def test_line_run(raw: bytes) -> tuple[bool, bytes] | None:
 # anchored with ``^`` when searched: a pattern starting with a literal is searched for as a
 # literal, and the literal cannot occur inside a JSON string, where quotes are escaped.
 _RESULT_DURATION = re.compile(
-    rb'\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("(?:[^"\\\n]+|\\.)*"),'
+    rb'\{"type":"result","run":"([^"\\\n]*)","attempt":\d+,"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*"),'
     rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
 )
 _TEST_KEY = re.compile(
-    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("(?:[^"\\\n]+|\\.)*")'
+    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*")'
 )
 _DURATIONS_LINE = re.compile(rb'\{"type":"durations",[^\n]*\n')
 
