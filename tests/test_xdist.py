@@ -264,11 +264,16 @@ SLOW_CONTROLLER = """
 import os, signal, time
 
 seen = []
+on_worker = []
+
+def pytest_configure(config):
+    # (not $PYTEST_XDIST_WORKER: a controller run from an xdist worker inherits it)
+    on_worker.append(hasattr(config, "workerinput"))
 
 def pytest_runtest_logreport(report):
     # only on the xdist controller, only once: it handles reports slower than the workers
     # make them, as a busy terminal does on a big suite, then gets Ctrl-C
-    if os.environ.get("PYTEST_XDIST_WORKER") or os.path.exists("interrupted"):
+    if on_worker[0] or os.path.exists("interrupted"):
         return
     time.sleep(0.01)
     if report.when == "call":
