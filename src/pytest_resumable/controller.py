@@ -706,7 +706,10 @@ class SuspectIsolation:
         self.suspects.discard(item.nodeid)
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        reports, died = run_in_child(item, nextitem)
+        writer = self.controller.writer
+        reports, died = run_in_child(
+            item, nextitem, writer.without_thread if writer is not None else None
+        )
         recorded = False
         if reports is None:
             recorder = self.controller.recorder

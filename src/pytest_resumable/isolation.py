@@ -12,6 +12,7 @@ nobody, and the test never runs in the parent, so resuming cannot loop on it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,7 +38,7 @@ def how_it_died(status: int) -> str:
 
 
 def run_in_child(
-    item: pytest.Item, nextitem: pytest.Item | None
+    item: pytest.Item, nextitem: pytest.Item | None, quiet: Any = None
 ) -> tuple[list[pytest.TestReport] | None, str]:
     """Run ``item``'s protocol in a forked child. ``(reports, "")`` if the child lived;
     ``(None, how it died)`` otherwise."""
@@ -48,7 +49,8 @@ def run_in_child(
     os.close(fd)
     try:
         parent = os.getpid()
-        pid = os.fork()
+        with quiet() if quiet is not None else contextlib.nullcontext():
+            pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; coverage does not see it
             code = 1
             try:
