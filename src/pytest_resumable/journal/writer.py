@@ -54,6 +54,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: how often a waiter tries the lock again (filelock polls; its default, 50 ms, lets a process
+#: that takes the lock again at once starve the others)
+_POLL = 0.005
+
+
 def lock_holder(lock_path: Path) -> str | None:
     """Who holds the lock, as its holder wrote it into the lock file: ``pid 123 on host``."""
     try:
@@ -88,7 +93,7 @@ def take_lock(
         try:
             try:
                 # a lease lasts 0.5 s at most: say who holds the lock only when it lasts longer
-                lock.acquire(timeout=min(timeout, 1.0))
+                lock.acquire(timeout=min(timeout, 1.0), poll_interval=_POLL)
             except fl.Timeout:
                 holder = lock_holder(lock_path)
                 if on_wait is not None and not told:
@@ -100,7 +105,7 @@ def take_lock(
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise
-                lock.acquire(timeout=remaining)
+                lock.acquire(timeout=remaining, poll_interval=_POLL)
         except fl.Timeout:
             holder = lock_holder(lock_path)
             raise JournalLockTimeout(
