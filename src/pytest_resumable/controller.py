@@ -701,7 +701,8 @@ class SuspectIsolation:
     ) -> bool | None:
         if item.nodeid not in self.suspects:
             return None
-        from pytest_resumable.isolation import after_child, run_in_child
+        from pytest_resumable.isolation import run_in_child
+        from pytest_resumable.results import skip_protocol
 
         self.suspects.discard(item.nodeid)
         ihook = item.ihook
@@ -724,7 +725,7 @@ class SuspectIsolation:
                 ihook.pytest_runtest_logreport(report=report)
         finally:
             self.controller._pause(False)
-        after_child(item, nextitem)
+        skip_protocol(item, nextitem)  # the teardown pytest would have done after it here
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pytest_resumable.results import skip_protocol
+from pytest_resumable.results import report_from_json
 
 
 def how_it_died(status: int) -> str:
@@ -69,7 +69,8 @@ def run_in_child(
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-            return [_report(config, d) for d in data], ""
+            found = [report_from_json(config, d) for d in data]
+            return [r for r in found if r is not None], ""
         return None, how_it_died(status)
     finally:
         os.unlink(path)
@@ -86,17 +87,3 @@ def _die_with(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
-
-
-def _report(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport:
-    report = config.hook.pytest_report_from_serializable(config=config, data=data)
-    if isinstance(report.longrepr, list):
-        report.longrepr = tuple(report.longrepr)
-    report.location = tuple(report.location)
-    return report  # type: ignore[no-any-return]
-
-
-def after_child(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """The parent's bookkeeping after the child ran the test: tear down what the next test
-    does not need, as pytest would have after running it here."""
-    skip_protocol(item, nextitem)

@@ -69,10 +69,6 @@ class AttemptPlan:
         return not self.new_run
 
 
-def identity_of(record: RunRecord) -> tuple[str | None, str | None]:
-    return record.rootdir, record.inifile
-
-
 def _same_place(state: RunState, inputs: PlanInputs) -> bool:
     # runs recorded before rootdir was recorded match anywhere
     return state.record.rootdir is None or (

@@ -192,27 +192,34 @@ def _longest_text(value: Any) -> tuple[Any, Any, str]:
     return best
 
 
+def report_from_json(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport | None:
+    """A report serialized by ``pytest_report_to_serializable`` and passed through JSON, as
+    pytest made it: JSON has no tuples, and pytest asserts a skip's longrepr is one."""
+    report = config.hook.pytest_report_from_serializable(config=config, data=dict(data))
+    if not isinstance(report, pytest.TestReport):
+        return None
+    if isinstance(report.longrepr, list):
+        report.longrepr = tuple(report.longrepr)  # type: ignore[assignment,unused-ignore]
+    _undo_double_repr(report, data)
+    report.location = tuple(report.location)  # type: ignore[assignment,unused-ignore]
+    report.user_properties = [(p[0], p[1]) for p in report.user_properties]
+    report.sections = [(s[0], s[1]) for s in report.sections]
+    return report
+
+
 def replayed_reports(config: pytest.Config, result: ResultRecord) -> list[pytest.TestReport]:
     """The reports of a carried result: pytest's own, deserialized, when they were stored;
     else built from the record (a plain pass, or a journal written before reports were)."""
     reports: list[pytest.TestReport] = []
     if result.reports:
-        hook = config.hook.pytest_report_from_serializable
         for data in result.reports:
             try:
-                report = hook(config=config, data=dict(data))
+                report = report_from_json(config, data)
             except Exception:  # a hand-edited or foreign record: fall back to the fields
                 reports = []
                 break
-            if not isinstance(report, pytest.TestReport):
-                continue
-            if isinstance(report.longrepr, list):  # JSON has no tuples; pytest asserts one
-                report.longrepr = tuple(report.longrepr)  # type: ignore[assignment,unused-ignore]
-            _undo_double_repr(report, data)
-            report.location = tuple(report.location)  # type: ignore[assignment,unused-ignore]
-            report.user_properties = [(p[0], p[1]) for p in report.user_properties]
-            report.sections = [(s[0], s[1]) for s in report.sections]
-            reports.append(report)
+            if report is not None:
+                reports.append(report)
     if not reports:
         reports = built_reports(result)
     for report in reports:

@@ -20,11 +20,6 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
-def escape_lines(text: str) -> str:
-    """As :func:`escape`, keeping newlines and tabs (failure texts)."""
-    return "\n".join(escape(line).replace("\\t", "\t") for line in text.split("\n"))
-
-
 def describe_counts(counts: Mapping[str, int]) -> str:
     parts = [f"{counts[o]} {o}" for o in _ORDER if counts.get(o)]
     return ", ".join(parts) if parts else "none"

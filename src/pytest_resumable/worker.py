@@ -65,8 +65,9 @@ def arrange(
     snapshot: WorkerSnapshot, ids: Sequence[str], workers: int, maxschedchunk: int | None
 ) -> tuple[list[int], int]:
     """The positions of ``ids`` in the order the worker keeps them, and how many of them are
-    run now (the rest, at the end, are not). The controller calls it too, on the ids a worker
-    reports, to know where the tail starts: the same pure function on the same input."""
+    run now (the rest, at the end, are not). Pure: every worker computes the same from the same
+    snapshot; the controller checks the head of the list a worker reports against its own
+    plan before it cuts the tail."""
     from pytest_resumable.order import run_order
 
     mine: set[str] | None = None

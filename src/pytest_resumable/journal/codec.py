@@ -493,16 +493,11 @@ _RESULT_DURATION = re.compile(
 _TEST_KEY = re.compile(
     rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*")'
 )
-_DURATIONS_LINE = re.compile(rb'\{"type":"durations",[^\n]*\n')
 
 
 def result_durations(data: bytes | memoryview, start: int, end: int) -> list[tuple[bytes, ...]]:
     """``(run, test key, duration)`` of every result line in ``data[start:end]``, as bytes."""
     return _RESULT_DURATION.findall(data, start, end)
-
-
-def durations_lines(data: bytes | memoryview) -> list[bytes]:
-    return _DURATIONS_LINE.findall(data)
 
 
 #: a line that is not a start or result line (the caller checks it begins a line: the
