@@ -176,3 +176,16 @@ def interrupt(
 def literal(text: str) -> str:
     """``text`` as an fnmatch pattern that matches only itself, ``*`` kept as a wildcard."""
     return text.replace("[", "\x00").replace("]", "[]]").replace("\x00", "[[]")
+
+
+def cli(
+    *args: str | os.PathLike[str], cwd: os.PathLike[str] | str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``pytest-resumable ARGS`` run as a user runs it, in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_resumable", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

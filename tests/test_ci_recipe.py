@@ -14,20 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Suite, interrupt
+from conftest import Suite, cli, interrupt
 from test_differential import EVERY_KIND, junit
 
 SHARDS = 3
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_resumable", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def job(project: Path, shard: int) -> Path:

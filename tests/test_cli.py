@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 from pathlib import Path
 
+from conftest import cli as run_cli
 from pytest_resumable.journal.codec import encode
 from pytest_resumable.journal.records import (
     VERSION,
@@ -18,14 +19,8 @@ from pytest_resumable.journal.records import (
 )
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_resumable", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def cli(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, cwd=cwd, timeout=60)  # a hang is a failure here
 
 
 def write_journal(path: Path) -> None:

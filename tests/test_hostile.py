@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SUITE_28, Suite, node
+from conftest import cli as run_cli
 from pytest_resumable.history import read_history
 from pytest_resumable.journal.codec import encode
 from pytest_resumable.journal.errors import JournalError
@@ -40,13 +41,7 @@ ALL_28 = [node(i) for i in range(28)]
 def cli(
     *args: str | os.PathLike[str], cwd: Path, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_resumable", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(*args, cwd=cwd, timeout=timeout)  # a hang is a failure here
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:

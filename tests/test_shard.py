@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from conftest import Suite, interrupt
+from conftest import Suite, cli, interrupt
 from pytest_resumable.history import read_durations
 from pytest_resumable.sharding import partition
 
@@ -21,6 +18,7 @@ from pytest_resumable.sharding import partition
 def split_of(tests: list[str], durations: dict[str, float]) -> list[list[str]]:
     owner = partition(tests, durations, 3)
     return [[t for t, o in zip(tests, owner, strict=True) if o == k] for k in range(3)]
+
 
 # 30 tests with recorded durations that depend on $SKEW: the same suite can be made to
 # "change its durations" between runs.
@@ -33,16 +31,6 @@ def test_w(i):
     time.sleep(0.03 if slow else 0.001)
 """
 ALL = [f"test_w.py::test_w[{i}]" for i in range(30)]
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_resumable", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,18 +18,16 @@ from typing import Any
 import pytest
 
 from conftest import SUITE_28, SUITE_CONFTEST, Suite, interrupt, node, python_pytest
+from conftest import cli as run_cli
+
+
+def cli(
+    *args: str | os.PathLike[str], cwd: os.PathLike[str] | str
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, cwd=cwd, timeout=30)  # a hang is a failure here
+
 
 ALL_28 = [node(i) for i in range(28)]
-
-
-def cli(*args: str, cwd: os.PathLike[str] | str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_resumable", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def latest_results(suite: Suite, run: str | None = None) -> dict[str, dict[str, Any]]:
