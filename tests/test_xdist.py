@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 from collections import Counter
 
 import pytest
+from _pytest.nodes import Node
 
 from conftest import SUITE_CONFTEST, Suite, interrupt
 
@@ -37,12 +39,21 @@ def test_t(i):
 DIST_MODES = ["load", "loadscope", "loadfile", "loadgroup", "worksteal"]
 
 
-def make_suite(pytester: pytest.Pytester) -> list[str]:
+def group_suffix(dist: str, group: str) -> str:
+    # Under --dist loadgroup, xdist's worker appends "@group" to the node ids of grouped tests
+    # by assigning Node._nodeid; pytest releases that build the node id otherwise (9.x) ignore
+    # it. The journal records the ids pytest reports, so the test expects what this pytest does.
+    applies = "_nodeid" in inspect.getsource(Node.nodeid.fget)  # type: ignore[attr-defined]
+    return f"@{group}" if dist == "loadgroup" and applies else ""
+
+
+def make_suite(pytester: pytest.Pytester, dist: str = "load") -> list[str]:
     pytester.makepyfile(test_a=MODULE.format(name="a"), test_b=MODULE.format(name="b"))
     ids = []
     for name in "ab":
+        suffix = group_suffix(dist, f"g{name}")
         ids += [f"test_{name}.py::test_f[{i}]" for i in range(12)]
-        ids += [f"test_{name}.py::TestC::test_m[{i}]" for i in range(6)]
+        ids += [f"test_{name}.py::TestC::test_m[{i}]{suffix}" for i in range(6)]
     return ids
 
 
@@ -70,7 +81,7 @@ def results_of(suite: Suite) -> list[str]:
 def test_interrupted_xdist_run_resumes_exactly(
     suite: Suite, pytester: pytest.Pytester, dist: str, sig: signal.Signals, group: bool
 ) -> None:
-    ids = make_suite(pytester)
+    ids = make_suite(pytester, dist)
     args = ["-n", "2", "--dist", dist]
     first = interrupt(suite, args, block_at=blockers(ids), sig=sig, group=group, wait_for=4)
     assert "INTERNALERROR" not in first.output
@@ -136,7 +147,14 @@ def test_worker_crash_then_resume_carries_crash(suite: Suite, pytester: pytest.P
     assert "test_crash.py::test_t[4]" not in ran
     assert "test_zblock.py::test_z" in ran
     # replayed as xdist reported it: an error "at ???", as in an uninterrupted run
-    resumed.stdout.fnmatch_lines(["*ERROR (carried) test_crash.py::test_t?4?*crashed*"])
+    # (pytest 8 prints the short summary line without the crash message)
+    resumed.stdout.fnmatch_lines(
+        [
+            "*ERROR at ??? of test_crash.py*",
+            "worker 'gw?' crashed while running 'test_crash.py::test_t[[]4[]]'",
+            "*ERROR (carried) test_crash.py::test_t?4?*",
+        ]
+    )
 
 
 def test_max_worker_restart_0_leaves_tests_without_result(

@@ -97,12 +97,13 @@ class Recorder:
         when = report.when
         pending = self._pending
         if report.outcome == RERUN:
-            # pytest-rerunfailures: only the final attempt's reports make the result; the
-            # teardown of a rerun attempt still arrives, as "passed".
+            # pytest-rerunfailures: only the final attempt's reports make the result. Depending
+            # on the pytest and rerunfailures versions, a rerun attempt's teardown still
+            # arrives (as "passed") before the next attempt's setup, or does not arrive at all.
             pending.pop(nodeid, None)
             self._reran.add(nodeid)
         elif when == "teardown":
-            if nodeid in self._reran:
+            if self._reran and nodeid in self._reran:
                 self._reran.discard(nodeid)
                 pending.pop(nodeid, None)
                 return
@@ -117,6 +118,8 @@ class Recorder:
                     )
                 )
         elif when == "setup" or when == "call":
+            if self._reran and when == "setup":
+                self._reran.discard(nodeid)  # the next attempt starts: no teardown came between
             reports = pending.get(nodeid)
             if reports is None:
                 pending[nodeid] = [report]
