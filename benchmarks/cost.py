@@ -12,7 +12,8 @@ noise hits both sides alike:
 * ``--resume`` start-up with a journal of 100,000 and 1,000,000 records of other runs vs an empty
   journal, on a 10-test suite, single and ``-n 2``; peak RSS of the controller.
 
-Usage: ``python benchmarks/cost.py [--tests 10000] [--pairs 5] [--only overhead,resume,startup]``
+Usage: ``python benchmarks/cost.py [--tests 10000,100000] [--pairs 5]
+[--only overhead,resume,startup]``
 """
 
 from __future__ import annotations
@@ -212,7 +213,9 @@ def startup(root: Path, pairs: int, mode: list[str], records: int) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tests", type=int, default=10000)
+    parser.add_argument(
+        "--tests", default="10000", help="suite sizes, comma-separated: two columns each"
+    )
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--only", default="overhead,resume,startup")
     parser.add_argument(
@@ -220,59 +223,57 @@ def main() -> int:
     )
     args = parser.parse_args()
     parts = set(args.only.split(","))
+    sizes = [int(n) for n in args.tests.split(",")]
     root = Path(tempfile.mkdtemp(prefix="resumable-cost-"))
+    modes = {"single": ["-p", "no:xdist"], "-n 2": ["-n", "2"]}
+    columns = [(n, name, mode) for n in sizes for name, mode in modes.items()]
+
+    def row(label: str, cells: list[str]) -> None:
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
     try:
-        ids = make_suite(root / "suite", args.tests)
-        suite = root / "suite"
-        modes = {"single": ["-p", "no:xdist"], "-n 2": ["-n", "2"]}
-        print(
-            f"{args.tests} trivial tests, {args.pairs} alternated pairs, median; CPU = process tree"
-        )
-        print("| measure | single process | -n 2 |")
-        print("|---|---|---|")
+        suites = {n: make_suite(root / f"suite-{n}", n) for n in sizes}
+        print(f"{args.pairs} alternated pairs, median; CPU = user + sys of the process tree")
+        row("measure", [f"{n:,} tests, {name}" for n, name, _ in columns])
+        print("|---" * (len(columns) + 1) + "|")
         if "overhead" in parts:
-            rows = {name: overhead(suite, args.pairs, mode) for name, mode in modes.items()}
-            print(
-                "| recording overhead, CPU (wall) | "
-                + " | ".join(f"{r['cpu']:+.1%} ({r['wall']:+.1%})" for r in rows.values())
-                + " |"
-            )
+            cells = []
+            for n, _, mode in columns:
+                r = overhead(root / f"suite-{n}", args.pairs, mode)
+                cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
+            row("recording overhead, CPU (wall)", cells)
         if args.previous:
-            rows = {
-                n: previous_release(suite, args.pairs, m, args.previous) for n, m in modes.items()
-            }
-            print(
-                "| recording, this code vs the previous release, CPU (wall) | "
-                + " | ".join(f"{r['cpu']:+.1%} ({r['wall']:+.1%})" for r in rows.values())
-                + " |"
-            )
+            cells = []
+            for n, _, mode in columns:
+                r = previous_release(root / f"suite-{n}", args.pairs, mode, args.previous)
+                cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
+            row("recording, this code vs the previous release, CPU (wall)", cells)
         if "resume" in parts:
             for share in (0.5, 0.98):
-                done = int(args.tests * share)
-                rows = {n: resume(suite, ids, args.pairs, m, done) for n, m in modes.items()}
-                print(
-                    f"| resume at {share:.0%} done vs ideal, CPU (wall) | "
-                    + " | ".join(
-                        f"{r['ratio_cpu']:.2f}x ({r['ratio_wall']:.2f}x)" for r in rows.values()
-                    )
-                    + " |"
+                got = [
+                    resume(root / f"suite-{n}", suites[n], args.pairs, mode, int(n * share))
+                    for n, _, mode in columns
+                ]
+                row(
+                    f"resume at {share:.0%} done vs ideal, CPU (wall)",
+                    [f"{r['ratio_cpu']:.2f}x ({r['ratio_wall']:.2f}x)" for r in got],
                 )
-                print(
-                    f"| CPU per carried test at {share:.0%} | "
-                    + " | ".join(f"{r['us_per_carried']:.1f} µs" for r in rows.values())
-                    + " |"
+                row(
+                    f"CPU per carried test at {share:.0%}",
+                    [f"{r['us_per_carried']:.1f} µs" for r in got],
                 )
         if "startup" in parts:
             for records in (100_000, 1_000_000):
-                rows = {n: startup(root, args.pairs, m, records) for n, m in modes.items()}
-                print(
-                    f"| --resume start-up, {records:,}-record journal: "
-                    "extra wall (CPU), peak RSS | "
-                    + " | ".join(
+                # start-up does not depend on the suite's size: measured once per mode
+                once = [startup(root, args.pairs, mode, records) for mode in modes.values()]
+                row(
+                    f"--resume start-up, {records:,}-record journal (10-test suite): "
+                    "extra wall (CPU), peak RSS",
+                    [
                         f"+{r['extra_wall']:.2f} s (+{r['extra_cpu']:.2f} s), {r['rss_mb']:.0f} MB"
-                        for r in rows.values()
-                    )
-                    + " |"
+                        for r in once
+                    ]
+                    * len(sizes),
                 )
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -32,3 +32,37 @@ def test_resume_comparison_counts_what_each_tool_ran() -> None:
     assert (lf.ran, lf.missing) == (1, 30)
     full = rows["full re-run (no plugin)"]
     assert (full.ran, full.code) == (60, 1)
+
+
+def test_cost_table_runs_every_row_on_a_tiny_suite() -> None:
+    # the figures of a 40-test suite mean nothing; the script must still produce every row
+    # (it runs real pytest sessions, with and without xdist, resumed and ideal)
+    import subprocess
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "cost.py"),
+            "--tests",
+            "40",
+            "--pairs",
+            "1",
+            "--only",
+            "overhead,resume",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    labels = [row.split(" | ")[0] for row in rows]
+    assert labels == [
+        "| measure",
+        "| recording overhead, CPU (wall)",
+        "| resume at 50% done vs ideal, CPU (wall)",
+        "| CPU per carried test at 50%",
+        "| resume at 98% done vs ideal, CPU (wall)",
+        "| CPU per carried test at 98%",
+    ]
+    assert all(row.count(" | ") == 2 for row in rows)  # label, single, -n 2

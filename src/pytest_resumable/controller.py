@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -735,6 +735,7 @@ class XdistControllerHooks:
 
     def __init__(self, controller: ControllerPlugin) -> None:
         self.controller = controller
+        self._snapshot: dict[str, Any] | None = None
 
     def pytest_configure_node(self, node: Any) -> None:
         """Called by xdist on the controller for every worker it starts (or restarts)."""
@@ -748,16 +749,22 @@ class XdistControllerHooks:
             # xdist's loadscope/loadfile/loadgroup would re-sort the groups by their number
             # of tests; the workers' order (by total duration) replaces that
             option.loadscopereorder = False
-        snapshot = WorkerSnapshot(
-            run=plan.run_id,
-            attempt=plan.attempt,
-            carried=frozenset(plan.carried),
-            order=order,
-            dist=str(getattr(option, "dist", "load")),
-            durations=plan.durations,
-            shard=plan.shard,
-        )
-        node.workerinput[WORKERINPUT_KEY] = snapshot.to_dict()
+        if self._snapshot is None:  # the same for every worker, replacements included
+            durations: Mapping[str, float] = plan.durations
+            if plan.shard is None:
+                # the order needs the durations of the tests run now only; a shard split
+                # needs every test's
+                durations = {t: d for t, d in durations.items() if t not in plan.carried}
+            self._snapshot = WorkerSnapshot(
+                run=plan.run_id,
+                attempt=plan.attempt,
+                carried=frozenset(plan.carried),
+                order=order,
+                dist=str(getattr(option, "dist", "load")),
+                durations=durations,
+                shard=plan.shard,
+            ).to_dict()
+        node.workerinput[WORKERINPUT_KEY] = self._snapshot
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Called by xdist on the controller when a worker has collected, with the list its

@@ -13,7 +13,6 @@ first, and the rest follows longest first to whichever worker is free.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 #: --dist modes whose unit of scheduling is a group of tests, and how each finds the group
@@ -50,8 +49,15 @@ def _loadgroup(nodeid: str) -> str:
 def estimate(tests: Sequence[str], durations: Mapping[str, float]) -> list[float]:
     """Each test's expected duration: its recorded one, else the median of the known ones."""
     known = [durations[t] for t in tests if t in durations]
-    default = statistics.median(known) if known else 1.0
+    default = _median(known) if known else 1.0
     return [durations.get(t, default) for t in tests]
+
+
+def _median(values: list[float]) -> float:
+    # statistics.median, without importing statistics (and fractions) in every session
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 def snake(items: Sequence[int], ways: int) -> list[list[int]]:
