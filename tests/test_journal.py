@@ -374,7 +374,11 @@ def test_the_fast_decoder_of_test_lines_agrees_with_decode(record: object) -> No
 def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:
     """The patterns that read test lines at C speed must not backtrack exponentially on a line
     that almost matches (a nested quantifier did: one line hung the reader)."""
-    from pytest_resumable.journal.codec import decode_test_line, result_durations
+    from pytest_resumable.journal.codec import (
+        decode_test_line,
+        durations_by_test,
+        result_durations,
+    )
 
     bad = [
         b'{"type":"result","run":"r","attempt":1,"test":"' + b"ab" * 20000 + b"\n",
@@ -387,7 +391,38 @@ def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:
     for line in bad:
         decode_test_line(line)
         result_durations(line, 0, len(line))
+        durations_by_test(line, 0, len(line))
     path = tmp_path / "journal.jsonl"
     path.write_bytes(encode(HeaderRecord(VERSION)) + encode(RunRecord("r", 1.0)) + b"".join(bad))
     read_history(path)
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_durations_are_the_latest_of_the_runs_wanted(tmp_path: Path, exclude: bool) -> None:
+    """With no run left out, durations are gathered by dict.update over (test, value) pairs;
+    with one left out, run by run: both give the latest duration of each test, wherever the
+    line is (the fast layout, another key order, a compaction summary)."""
+    lines = [encode(HeaderRecord(VERSION))]
+    for run, seconds in (("r1", 1.0), ("r2", 2.0), ("r3", 3.0)):
+        lines.append(encode(RunRecord(run, 1.0, resume_id="ci" if run == "r3" else None)))
+        lines.append(passed_line(run, 1, "t.py::a", seconds, 1, None))
+        lines.append(passed_line(run, 1, 't.py::b[\u00fc"]', seconds + 0.5, 1, None))
+    other_order = {
+        "run": "r2",
+        "type": "result",
+        "attempt": 1,
+        "test": "t.py::c",
+        "outcome": "failed",
+        "duration": 7.0,
+    }
+    lines.insert(5, (json.dumps(other_order) + "\n").encode())
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(lines))
+
+    def wanted(record: RunRecord) -> bool:
+        return not exclude or record.resume_id != "ci"
+
+    got = read_history(path, detail=lambda r: False, durations=wanted).durations
+    latest = 2.0 if exclude else 3.0
+    assert got == {"t.py::a": latest, 't.py::b[\u00fc"]': latest + 0.5, "t.py::c": 7.0}

@@ -228,6 +228,9 @@ class _Fold:
                 lines.extend(codec.lines_of_run(run).findall(data, start, end))
         if self.durations is not None:
             latest, excluded = self.latest, self.excluded
+            if not excluded:
+                latest.update(codec.durations_by_test(data, start, end))
+                return
             for run_b, test, value in codec.result_durations(data, start, end):
                 if run_b not in excluded:
                     latest[test] = value

@@ -495,9 +495,21 @@ _TEST_KEY = re.compile(
 )
 
 
+_TEST_DURATION = re.compile(
+    rb'\{"type":"result","run":"[^"\\\n]*","attempt":\d+,"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*"),'
+    rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
+)
+
+
 def result_durations(data: bytes | memoryview, start: int, end: int) -> list[tuple[bytes, ...]]:
     """``(run, test key, duration)`` of every result line in ``data[start:end]``, as bytes."""
     return _RESULT_DURATION.findall(data, start, end)
+
+
+def durations_by_test(data: bytes | memoryview, start: int, end: int) -> list[tuple[bytes, bytes]]:
+    """``(test key, duration)`` of every result line in ``data[start:end]``: pairs that
+    ``dict.update`` takes at C speed when no run's durations are left out."""
+    return _TEST_DURATION.findall(data, start, end)
 
 
 #: a line that is not a start or result line (the caller checks it begins a line: the
