@@ -5,6 +5,7 @@ equals an uninterrupted single run's (issue #18)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import signal
@@ -89,14 +90,29 @@ def test_github_recipe_merge_verify_report_equals_an_uninterrupted_run(
     assert report.returncode == 0, report.stdout + report.stderr
     assert "whole-run.xml:" in report.stdout
     expected = checkouts_removed(junit(project.path / "ref.xml"))
-    assert checkouts_removed(junit(final / "whole-run.xml")) == expected
+    assert_same_cases(checkouts_removed(junit(final / "whole-run.xml")), expected)
     # the same from the shard journals, unmerged
     direct = cli(
         "report", "github-4242", *(f"--journal={name}" for name in inputs),
         "--junitxml", "direct.xml", "--junit-logging", "all", cwd=final,
     )  # fmt: skip
     assert direct.returncode == 0, direct.stderr
-    assert checkouts_removed(junit(final / "direct.xml")) == expected
+    assert_same_cases(checkouts_removed(junit(final / "direct.xml")), expected)
+
+
+def assert_same_cases(got: dict[str, str], expected: dict[str, str]) -> None:
+    """Equal test cases; when not, the whole difference of each differing case (pytest's
+    own assertion message cuts long strings in the middle, where the difference was)."""
+    differing = sorted(k for k in got.keys() | expected.keys() if got.get(k) != expected.get(k))
+    diffs = [
+        "\n".join(
+            difflib.unified_diff(
+                expected.get(k, "").splitlines(), got.get(k, "").splitlines(), k, k, lineterm=""
+            )
+        )
+        for k in differing
+    ]
+    assert not differing, "\n\n".join(diffs)
 
 
 def checkouts_removed(cases: dict[str, str]) -> dict[str, str]:

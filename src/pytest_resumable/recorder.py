@@ -81,6 +81,7 @@ class Recorder:
         self._pending: dict[str, list[pytest.TestReport]] = {}
         self._reran: set[str] = set()
         self._start_prefix = codec.start_prefix(self.run, self.attempt)
+        self._result_prefix = codec.result_prefix(self.run, self.attempt)
         #: set while the controller replays reports it does not want recorded
         self.paused = False
 
@@ -107,8 +108,11 @@ class Recorder:
                 self._reran.discard(nodeid)
                 pending.pop(nodeid, None)
                 return
-            done = pending.pop(nodeid, None) or []
-            done.append(report)
+            done = pending.pop(nodeid, None)
+            if done is None:
+                done = [report]
+            else:
+                done.append(report)
             if is_plain_pass(done):
                 self._passed(nodeid, done)
             else:
@@ -159,13 +163,13 @@ class Recorder:
             return  # another worker's result stands: a pass never beats it
         self.outcomes[nodeid] = "passed"
         if self.writer is not None:
+            setup, call, teardown = reports
             self.append(
-                codec.passed_line(
-                    self.run,
-                    self.attempt,
+                codec.passed_line_after(
+                    self._result_prefix,
                     nodeid,
-                    reports[0].duration + reports[1].duration + reports[2].duration,
-                    reports[1].location[1],
+                    setup.duration + call.duration + teardown.duration,
+                    call.location[1],
                     self.hashes.for_test(nodeid),
                 )
             )

@@ -138,6 +138,9 @@ def take_lock(
     raise JournalError(f"resumable: the journal lock {lock_path} keeps disappearing")
 
 
+_monotonic = time.monotonic
+
+
 def _plain_file(st: os.stat_result) -> bool:
     # never write into a lock file planted as a hard link to someone's file
     import stat
@@ -175,6 +178,8 @@ class JournalWriter:
         self.path = path
         self.lock_path = Path(f"{path}.lock")
         self.fsync = fsync
+        self._sync_always = fsync == "always"
+        self._sync_interval = fsync == "interval"
         self.lock_timeout = lock_timeout
         self._idle = idle
         self._max_hold = max_hold
@@ -228,20 +233,20 @@ class JournalWriter:
                 self._acquire()
                 self._wake()
             fd = self._fd
-            assert fd is not None
+            if fd is None:  # pragma: no cover - _acquire() opened it or raised
+                raise JournalError(f"resumable: the journal {self.path} is not open")
             try:
                 written = os.write(fd, data)
                 if written != len(data):  # short write (disk full): the rest, or an OSError
                     _write_all(fd, data[written:])
-                if self.fsync == "always":
+                if self._sync_always:
                     os.fsync(fd)
-                elif self.fsync == "interval":
-                    self._dirty = True
             except OSError as exc:
                 raise JournalError(
                     f"resumable: cannot write to the journal {self.path}: {exc.strerror}"
                 ) from exc
-            self._last_write = time.monotonic()
+            self._dirty = self._sync_interval
+            self._last_write = _monotonic()
 
     def close(self) -> None:
         """Release the lock, sync (unless ``fsync`` is ``never``) and close. Idempotent."""
