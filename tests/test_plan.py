@@ -242,3 +242,35 @@ def test_the_cli_reads_the_ini_file_pytest_would(
     )
     # pytest.ini-style files come first, pyproject.toml before tox.ini
     assert cli_journal_path(None, tmp_path / "sub") == tmp_path / "j" / "x.jsonl"
+
+
+def test_bulk_replay_reports_equal_what_pytests_constructor_makes() -> None:
+    """The copies made for the bulk replay of carried plain passes are the reports pytest's
+    own constructor makes from the same fields (on every supported pytest)."""
+    from pytest_resumable.journal.records import ResultRecord
+    from pytest_resumable.results import CARRIED_ATTR, plain_reports
+
+    results = [
+        ResultRecord("r", 2, "t/test_a.py::TestC::test_m[1-ü]", "passed", 0.25, line=7),
+        ResultRecord("r", 3, "test_b.py::test_f", "passed", 0.0, line=None),
+        ResultRecord("r", 1, "doc.txt", "passed", 1.5, line=0),
+    ]
+    made = plain_reports(results)
+    for result, report in zip(results, made, strict=True):
+        path, _, rest = result.test.partition("::")
+        expected = pytest.TestReport(
+            nodeid=result.test,
+            location=(path, result.line, rest.replace("::", ".") or path),
+            keywords={},
+            outcome="passed",
+            longrepr=None,
+            when="call",
+            duration=result.duration,
+        )
+        setattr(expected, CARRIED_ATTR, result.attempt)
+        assert type(report) is pytest.TestReport
+        assert report.nodeid == result.test
+        assert report.__dict__ == expected.__dict__
+    made[0].sections.append(("x", "y"))  # nothing shared between the copies
+    assert made[1].sections == []
+    assert made[1].user_properties == []

@@ -43,7 +43,7 @@ from pytest_resumable.recorder import FileHashes, Recorder
 from pytest_resumable.results import (
     CARRIED_ATTR,
     carried_teststatus,
-    plain_report,
+    plain_reports,
     replayed_reports,
 )
 from pytest_resumable.sharding import Split, members, split_for
@@ -397,7 +397,7 @@ class ControllerPlugin:
                 plain = [
                     t for t in todo if carried[t].outcome == "passed" and not carried[t].reports
                 ]
-                terminal.bulk_replay_passes(config, tr, [plain_report(carried[t]) for t in plain])
+                terminal.bulk_replay_passes(config, tr, plain_reports(carried[t] for t in plain))
                 done = set(plain)
                 todo = [t for t in todo if t not in done]
             for test in todo:

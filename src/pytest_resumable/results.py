@@ -11,7 +11,7 @@ pytest-reportlog receive the reports they would have received.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -255,20 +255,28 @@ def _undo_double_repr(report: pytest.TestReport, data: dict[str, Any]) -> None:
         pass
 
 
-def plain_report(result: ResultRecord) -> pytest.TestReport:
-    """The one (call) report of a carried plain pass, for the bulk replay."""
-    path, _, rest = result.test.partition("::")
-    report = pytest.TestReport(
-        nodeid=result.test,
-        location=(path, result.line, rest.replace("::", ".") or path),
-        keywords={},
-        outcome="passed",
-        longrepr=None,
-        when="call",
-        duration=result.duration,
-    )
-    setattr(report, CARRIED_ATTR, result.attempt)
-    return report
+def plain_reports(results: Iterable[ResultRecord]) -> list[pytest.TestReport]:
+    """The one (call) report of each carried plain pass, for the bulk replay of thousands:
+    each is a copy of a report made by pytest's constructor with the test's own fields set
+    (the node id through its attribute, which a pytest that parses node ids parses)."""
+    proto = pytest.TestReport("x", ("x", 0, "x"), {}, "passed", None, "call")
+    base = proto.__dict__
+    new, cls = object.__new__, pytest.TestReport
+    out = []
+    for result in results:
+        report = new(cls)
+        fields = report.__dict__
+        fields.update(base)
+        report.nodeid = result.test
+        path, _, rest = result.test.partition("::")
+        fields["location"] = (path, result.line, rest.replace("::", ".") or path)
+        fields["keywords"] = {}
+        fields["user_properties"] = []
+        fields["sections"] = []
+        fields["duration"] = result.duration
+        fields[CARRIED_ATTR] = result.attempt
+        out.append(report)
+    return out
 
 
 class _Crash:

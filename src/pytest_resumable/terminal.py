@@ -102,17 +102,25 @@ def mark_carried_in_stats_line(tr: Any, carried_attr: str) -> None:
     if original is None or getattr(original, "_resumable", False):
         return
 
+    counted: dict[str, tuple[int, int, int]] = {}  # key -> (reports, shown, carried)
+
     def build_summary_stats_line() -> tuple[list[tuple[str, dict[str, bool]]], str]:
         parts, main_color = original()
         carried_by_text: dict[str, int] = {}
         for key, reports in tr.stats.items():
             if not key:
                 continue
-            shown = [r for r in reports if getattr(r, "count_towards_summary", True)]
-            n_carried = sum(1 for r in shown if hasattr(r, carried_attr))
-            if n_carried:
-                count, noun = pluralize(len(shown), key)
-                carried_by_text[f"{count} {noun}"] = n_carried
+            seen = counted.get(key)
+            if seen is None or seen[0] != len(reports):  # pytest may ask more than once
+                shown = n_carried = 0
+                for r in reports:
+                    if getattr(r, "count_towards_summary", True):
+                        shown += 1
+                        n_carried += hasattr(r, carried_attr)
+                seen = counted[key] = (len(reports), shown, n_carried)
+            if seen[2]:
+                count, noun = pluralize(seen[1], key)
+                carried_by_text[f"{count} {noun}"] = seen[2]
         out = []
         for text, markup in parts:
             of_them = carried_by_text.get(text)
