@@ -25,7 +25,11 @@ def job(project: Path, shard: int) -> Path:
     """A fresh checkout of the project for one job of the matrix."""
     checkout = project.parent / f"job-{shard}"
     shutil.rmtree(checkout, ignore_errors=True)
-    shutil.copytree(project, checkout, ignore=shutil.ignore_patterns(".pytest_cache", "*.xml"))
+    # a real checkout has no caches: a copied __pycache__ holds pytest's rewritten modules, whose
+    # code names the original directory (pytest 8 then prints ../<project>/test_x.py in tracebacks)
+    shutil.copytree(
+        project, checkout, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "*.xml")
+    )
     return checkout
 
 
