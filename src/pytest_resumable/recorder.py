@@ -23,6 +23,8 @@ from pytest_resumable.results import (
     serialize_reports,
 )
 
+_enc = codec.encode_str
+
 
 class FileHashes:
     """Content hashes of test files, by the path part of a node id (mtime is useless in CI)."""
@@ -30,6 +32,9 @@ class FileHashes:
     def __init__(self, rootpath: Path) -> None:
         self.rootpath = rootpath
         self._cache: dict[str, str | None] = {}
+        self._fields: dict[str, str] = {}
+        self._last_file = "\0"  # a prefix no node id has
+        self._last_field = ""
 
     def for_test(self, nodeid: str) -> str | None:
         rel = nodeid.split("::", 1)[0]
@@ -45,6 +50,19 @@ class FileHashes:
             digest = None
         self._cache[rel] = digest
         return digest
+
+    def field_for(self, nodeid: str) -> str:
+        """The result line's ``file_hash`` member for ``nodeid``: the tests of one file
+        follow each other, so the last file's member is kept at hand."""
+        last = self._last_file
+        if nodeid.startswith(last) and nodeid[len(last) : len(last) + 2] == "::":
+            return self._last_field
+        rel = nodeid.split("::", 1)[0]
+        field = self._fields.get(rel)
+        if field is None:
+            field = self._fields[rel] = codec.file_hash_field(self.for_test(nodeid))
+        self._last_file, self._last_field = rel, field
+        return field
 
 
 def _rank(outcome: str) -> int:
@@ -82,13 +100,19 @@ class Recorder:
         self._reran: set[str] = set()
         self._start_prefix = codec.start_prefix(self.run, self.attempt)
         self._result_prefix = codec.result_prefix(self.run, self.attempt)
+        self._test_id = ""
+        self._test_json = '""'
         #: set while the controller replays reports it does not want recorded
         self.paused = False
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Called before each test runs (by xdist on the controller for worker tests)."""
         if self.writer is not None and not self.paused:
-            self.append(codec.start_line(self._start_prefix, nodeid))
+            # the id as JSON, kept for the result line of the same test (single process: the
+            # next line; under xdist, when the same worker's test ends without another start)
+            test_json = self._test_json = _enc(nodeid)
+            self._test_id = nodeid
+            self.append(codec.start_line_encoded(self._start_prefix, test_json))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Called for each report of a test; the last one completes its result."""
@@ -165,12 +189,12 @@ class Recorder:
         if self.writer is not None:
             setup, call, teardown = reports
             self.append(
-                codec.passed_line_after(
+                codec.passed_line_encoded(
                     self._result_prefix,
-                    nodeid,
+                    self._test_json if nodeid == self._test_id else _enc(nodeid),
                     setup.duration + call.duration + teardown.duration,
                     call.location[1],
-                    self.hashes.for_test(nodeid),
+                    self.hashes.field_for(nodeid),
                 )
             )
             self.written += 1

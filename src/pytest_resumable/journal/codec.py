@@ -102,16 +102,36 @@ def passed_line(
 def passed_line_after(
     prefix: str, test: str, duration: float, line: int | None, file_hash: str | None
 ) -> bytes:
-    """:func:`passed_line` with the attempt's :func:`result_prefix` made once: the hot path
-    of a passing test (most tests), ~1 µs."""
+    """:func:`passed_line` with the attempt's :func:`result_prefix` made once."""
+    return passed_line_encoded(prefix, _enc(test), duration, line, file_hash_field(file_hash))
+
+
+def file_hash_field(file_hash: str | None) -> str:
+    """The ``file_hash`` member of a result line (with its leading comma), or nothing."""
+    return "" if file_hash is None else f',"file_hash":{_enc(file_hash)}'
+
+
+def passed_line_encoded(
+    prefix: str, test_json: str, duration: float, line: int | None, hash_field: str
+) -> bytes:
+    """The hot path of a passing test (most tests): :func:`passed_line_after` with the test id
+    already JSON-encoded (``encode_str``, done once for its start line) and the file hash
+    member made once per file (:func:`file_hash_field`)."""
     if not 0 <= duration <= MAX_DURATION:  # pytest's are; as _duration() does otherwise
         duration = MAX_DURATION if MAX_DURATION < duration < math.inf else 0.0
-    text = f'{prefix}{_enc(test)},"outcome":"passed","duration":{round(duration, 6)!r}'
-    if line is not None:
-        text += f',"line":{line}'
-    if file_hash is not None:
-        text += f',"file_hash":{_enc(file_hash)}'
-    return (text + "}\n").encode("utf-8", "surrogatepass")
+    if line is None:
+        text = f'{prefix}{test_json},"outcome":"passed","duration":{round(duration, 6)!r}'
+    else:
+        text = (
+            f'{prefix}{test_json},"outcome":"passed","duration":{round(duration, 6)!r}'
+            f',"line":{line}'
+        )
+    return (text + hash_field + "}\n").encode("utf-8", "surrogatepass")
+
+
+def start_line_encoded(prefix: str, test_json: str) -> bytes:
+    """:func:`start_line` with the test id already JSON-encoded."""
+    return (prefix + test_json + "}\n").encode("utf-8", "surrogatepass")
 
 
 def _duration(value: float) -> float:
