@@ -335,3 +335,37 @@ def test_fsync_modes_record_everything(suite: Suite, pytester: pytest.Pytester, 
         suite, ["-p", "no:xdist", "--resume-fsync", mode], block_at=node(8), sig=signal.SIGKILL
     )
     assert [r["test"] for r in suite.records("result")] == ALL_28[:8]
+
+
+def test_carried_passes_leave_the_last_failed_set(pytester: pytest.Pytester) -> None:
+    """A test that failed in an earlier session, then passed in an attempt that was killed
+    (so pytest's cache still lists it as failed), is carried as passed: ``--lf`` must not
+    run it again. (On pytest 9.2 the last-failed set is keyed by the structured id; the bulk
+    replay of carried passes once cleared only string keys.)"""
+    pytester.makepyfile(
+        test_lf="""
+        import os, signal
+
+        def test_a():
+            assert not os.environ.get("FAIL_A")
+
+        def test_b():
+            if os.environ.get("KILL_B"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    journal = f"--resume-journal={pytester.path / 'j.jsonl'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAIL_A", "1")
+        assert pytester.runpytest_subprocess("-p", "no:xdist").ret == 1  # cache: test_a failed
+        mp.delenv("FAIL_A")
+        mp.setenv("KILL_B", "1")
+        # test_a passes, then the process is killed: the cache is not written
+        killed = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:cacheprovider", journal)
+        assert killed.ret == -signal.SIGKILL
+    lastfailed = pytester.path / ".pytest_cache" / "v" / "cache" / "lastfailed"
+    assert "test_lf.py::test_a" in lastfailed.read_text()
+    resumed = pytester.runpytest_subprocess("-p", "no:xdist", "--resume", journal)
+    assert resumed.ret == 0, resumed.stdout.str()
+    resumed.stdout.fnmatch_lines(["*2 passed (1 carried)*"])
+    assert "test_a" not in lastfailed.read_text()

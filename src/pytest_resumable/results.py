@@ -255,20 +255,41 @@ def _undo_double_repr(report: pytest.TestReport, data: dict[str, Any]) -> None:
         pass
 
 
+class _CarriedPass(pytest.TestReport):
+    """A carried plain pass of the bulk replay. Its node id is a plain attribute: pytest 9.2
+    parses every report's node id into a structured id when it is set (a third of the bulk
+    replay's cost); here that happens only if something asks for ``report.id``."""
+
+    nodeid = ""  # an instance attribute then wins over pytest's property
+
+    @property
+    def _id(self) -> Any:
+        given = self.__dict__.get("_id")
+        if given is not None:
+            return given
+        report = object.__new__(pytest.TestReport)
+        report.nodeid = self.nodeid  # pytest's own parsing (pytest 9.2+: sets ``_id``)
+        return report.__dict__.get("_id", self.nodeid)
+
+    @_id.setter
+    def _id(self, value: Any) -> None:
+        self.__dict__["_id"] = value
+
+
 def plain_reports(results: Iterable[ResultRecord]) -> list[pytest.TestReport]:
     """The one (call) report of each carried plain pass, for the bulk replay of thousands:
-    each is a copy of a report made by pytest's constructor with the test's own fields set
-    (the node id through its attribute, which a pytest that parses node ids parses)."""
+    each is a copy of a report made by pytest's constructor with the test's own fields set."""
     proto = pytest.TestReport("x", ("x", 0, "x"), {}, "passed", None, "call")
-    base = proto.__dict__
-    new, cls = object.__new__, pytest.TestReport
-    out = []
+    base = {k: v for k, v in proto.__dict__.items() if k != "_id"}
+    new, cls = object.__new__, _CarriedPass
+    out: list[pytest.TestReport] = []
     for result in results:
         report = new(cls)
         fields = report.__dict__
         fields.update(base)
-        report.nodeid = result.test
-        path, _, rest = result.test.partition("::")
+        test = result.test
+        path, _, rest = test.partition("::")
+        fields["nodeid"] = test
         fields["location"] = (path, result.line, rest.replace("::", ".") or path)
         fields["keywords"] = {}
         fields["user_properties"] = []

@@ -189,8 +189,10 @@ def bulk_replay_passes(config: Any, tr: Any, reports: list[Any]) -> None:
         stats.extend(chunk)
         for report in chunk:
             reported.add(report.nodeid)
-            if lastfailed is not None:
-                lastfailed.pop(report.nodeid, None)
+        if lastfailed:
+            # pytest 9.2+ keys it by the structured id (``report.id``), earlier by the string
+            for report in chunk:
+                lastfailed.pop(getattr(report, "id", report.nodeid), None)
         tr._tw.write("." * len(chunk), green=True)
         tr._write_progress_information_if_past_edge()
     tr.flush()
