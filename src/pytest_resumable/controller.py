@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import signal
 import socket
 import sys
@@ -20,7 +19,7 @@ import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -46,8 +45,9 @@ from pytest_resumable.results import (
     plain_reports,
     replayed_reports,
 )
-from pytest_resumable.sharding import Split, members, split_for
-from pytest_resumable.worker import WORKERINPUT_KEY, WorkerSnapshot
+
+if TYPE_CHECKING:
+    from pytest_resumable.sharding import Split
 
 #: options under which pytest runs no test: nothing is recorded (SPEC §2)
 _NO_RUN_OPTIONS = (
@@ -266,6 +266,8 @@ class ControllerPlugin:
         assert plan is not None
         if plan.shard is None:
             return list(ids)
+        from pytest_resumable.sharding import members, split_for
+
         split = split_for(plan.shard, ids, plan.durations)
         mine = members(plan.shard, ids, split)
         self.shard_excluded = len(ids) - len(mine)
@@ -614,6 +616,8 @@ class ControllerPlugin:
             i += 1
         if not self.settings.resume:
             args.insert(0, "--resume")
+        import shlex
+
         return terminal.escape(shlex.join(["pytest", *args]))
 
     def pytest_unconfigure(self) -> None:
@@ -743,6 +747,8 @@ class XdistControllerHooks:
         plan = controller.plan
         if not controller.active or plan is None:
             return
+        from pytest_resumable.worker import WORKERINPUT_KEY, WorkerSnapshot
+
         option = controller.config.option
         order = controller.settings.order
         if order == "duration" and getattr(option, "loadscopereorder", False):

@@ -6,7 +6,6 @@ fast; ``pytest.UsageError`` is imported where it is raised.
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from collections.abc import Mapping
@@ -247,6 +246,8 @@ def locate_ini(start: Path) -> tuple[Path | None, dict[str, Any]]:
 
 
 def _ini_values(path: Path) -> dict[str, Any] | None:
+    import configparser  # the command line's path resolver only
+
     try:
         if path.name == "pyproject.toml":
             if sys.version_info >= (3, 11):

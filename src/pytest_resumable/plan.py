@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pytest_resumable.history import History, RunState
 from pytest_resumable.journal.records import BAD_OUTCOMES, ResultRecord, RunRecord
-from pytest_resumable.sharding import ShardRule
+
+if TYPE_CHECKING:
+    from pytest_resumable.sharding import ShardRule
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def _shard_rule(history: History, inputs: PlanInputs, chosen: RunState | None) -
     of this CI run froze (same ``--resume-id``, same N), else a fresh one."""
     if inputs.shard is None:
         return None
+    from pytest_resumable.sharding import ShardRule  # only when sharding
+
     k, n = inputs.shard
     if chosen is not None and chosen.shard is not None:
         frozen = chosen.shard
