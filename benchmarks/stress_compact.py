@@ -25,7 +25,7 @@ from pathlib import Path
 from pytest_resumable.journal.records import AttemptRecord, ResultRecord, RunRecord
 from pytest_resumable.journal.writer import JournalWriter
 path, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-w = JournalWriter(path, fsync="never", max_hold=0.02)
+w = JournalWriter(path, fsync="never", idle=0.002, max_hold=0.02)
 w.append(RunRecord(name, time.time(), name))
 w.append(AttemptRecord(name, 1, time.time()))
 for i in range(count):

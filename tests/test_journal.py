@@ -234,7 +234,7 @@ def test_a_file_that_is_not_a_journal_is_not_appended_to(tmp_path: Path) -> None
 def test_writer_follows_a_replaced_file(tmp_path: Path) -> None:
     """Compaction replaces the file: the writer re-checks the inode under the lock."""
     path = tmp_path / "journal.jsonl"
-    writer = JournalWriter(path, max_hold=0.02)
+    writer = JournalWriter(path, idle=0.01, max_hold=0.02)
     writer.append(RunRecord("old", 1.0))
     time.sleep(0.2)  # let the lease lapse
     replacement = tmp_path / "journal.tmp"
@@ -247,7 +247,7 @@ def test_writer_follows_a_replaced_file(tmp_path: Path) -> None:
 
 def test_lease_is_released_when_appends_pause(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    writer = JournalWriter(path, max_hold=0.1)
+    writer = JournalWriter(path, idle=0.02, max_hold=0.1)
     writer.append(RunRecord("r", 1.0))
     other = JournalWriter(path, lock_timeout=2)
     started = time.monotonic()
