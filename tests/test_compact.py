@@ -293,3 +293,48 @@ def test_compaction_keeps_what_was_in_flight_in_the_newest_attempt(tmp_path: Pat
     after = read_history(path).runs["r"]
     assert after.in_flight(3) - set(after.results) == before.in_flight(3) - set(before.results)
     assert after.in_flight(3) == {"t::killer", "t::ok"}
+
+
+def test_compaction_keeps_an_older_run_a_live_session_is_recording(tmp_path: Path) -> None:
+    """Two sessions without a --resume-id record one run each on one journal (one identity):
+    `compact --keep-runs 1` kept only the newest and dropped the older run while its session
+    was still writing it (its results before the compaction were lost). A run whose attempt
+    lock a live process holds is kept; once that process is gone, the old rule applies."""
+    path = tmp_path / "journal.jsonl"
+    w = JournalWriter(path, fsync="never")
+    for run, t in (("older", 1.0), ("newer", 2.0)):
+        w.append(RunRecord(run, t))
+        w.append(AttemptRecord(run, 1, t))
+        w.append(StartRecord(run, 1, "t.py::test_a"))
+        w.append(ResultRecord(run, 1, "t.py::test_a", "passed", 0.1))
+        w.append(StartRecord(run, 1, "t.py::test_b"))
+    w.close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from pytest_resumable.journal.writer import AttemptLock\n"
+            f"lock = AttemptLock(Path({str(path)!r}), 'older')\n"
+            "assert lock.take() is None\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
+        compact(path, keep_runs=1)
+        history = read_history(path)
+        assert set(history.runs) == {"older", "newer"}
+        assert set(history.runs["older"].results) == {"t.py::test_a"}
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    compact(path, keep_runs=1)  # the session is gone: the older run can no longer be resumed
+    assert set(read_history(path).runs) == {"newer"}

@@ -35,7 +35,7 @@ from pytest_resumable.journal.records import (
     ShardRecord,
     StartRecord,
 )
-from pytest_resumable.journal.writer import lock_journal_file, new_lock, take_lock
+from pytest_resumable.journal.writer import attempt_alive, lock_journal_file, new_lock, take_lock
 
 #: runs kept by default: the newest ones, whatever their state
 DEFAULT_KEEP_RUNS = 3
@@ -62,14 +62,21 @@ def leftover_temps(path: Path) -> list[Path]:
 
 def kept_runs(history: History, keep: int) -> set[str]:
     """The newest ``keep`` runs, every run another attempt could still resume (the newest
-    unfinished run of each identity), and every run that shares a ``--resume-id`` with a kept
-    run (the other shards of one CI run, for ``verify``)."""
+    unfinished run of each identity), every unfinished run a live session is recording now
+    (two sessions without a ``--resume-id`` share an identity: the older one is not the
+    newest, and is still being written), and every run that shares a ``--resume-id`` with a
+    kept run (the other shards of one CI run, for ``verify``)."""
     runs = list(history.runs.values())
     kept = {r.id for r in runs[max(0, len(runs) - keep) :]} if keep > 0 else set()
     newest: dict[tuple[str | None, str | None], str] = {}
     for r in runs:
         newest[(r.record.resume_id, r.record.shard)] = r.id
     kept |= {run_id for run_id in newest.values() if not history.runs[run_id].complete}
+    kept |= {
+        r.id
+        for r in runs
+        if r.id not in kept and not r.complete and attempt_alive(history.path, r.id)
+    }
     ids = {history.runs[r].record.resume_id for r in kept} - {None}
     kept |= {r.id for r in runs if r.record.resume_id in ids}
     return kept

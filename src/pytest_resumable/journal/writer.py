@@ -490,6 +490,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def attempt_alive(journal: Path, run: str) -> bool:
+    """Whether a live session holds the attempt lock of ``run`` (is recording it now)."""
+    lock = AttemptLock(journal, run)
+    if not lock.path.exists():
+        return False
+    if lock.take() is not None:
+        return True
+    lock.release()
+    return False
+
+
 class AttemptLock:
     """Held by a live attempt of a run for its whole lifetime; the kernel drops it when the
     process dies. A second session finds it busy and does not continue the same run."""
