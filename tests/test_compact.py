@@ -332,7 +332,8 @@ def test_compaction_keeps_an_older_run_a_live_session_is_recording(tmp_path: Pat
         assert set(history.runs) == {"older", "newer"}
         assert set(history.runs["older"].results) == {"t.py::test_a"}
     finally:
-        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdin is not None
+        assert holder.stdout is not None
         holder.stdin.close()
         holder.wait(timeout=30)
         holder.stdout.close()
