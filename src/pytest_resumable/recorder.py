@@ -32,7 +32,6 @@ class FileHashes:
     def __init__(self, rootpath: Path) -> None:
         self.rootpath = rootpath
         self._cache: dict[str, str | None] = {}
-        self._fields: dict[str, str] = {}
         self._last_file = "\0"  # a prefix no node id has
         self._last_field = ""
 
@@ -57,11 +56,8 @@ class FileHashes:
         last = self._last_file
         if nodeid.startswith(last) and nodeid[len(last) : len(last) + 2] == "::":
             return self._last_field
-        rel = nodeid.split("::", 1)[0]
-        field = self._fields.get(rel)
-        if field is None:
-            field = self._fields[rel] = codec.file_hash_field(self.for_test(nodeid))
-        self._last_file, self._last_field = rel, field
+        field = codec.file_hash_field(self.for_test(nodeid))  # the digest is cached
+        self._last_file, self._last_field = nodeid.split("::", 1)[0], field
         return field
 
 

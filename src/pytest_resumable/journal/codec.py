@@ -84,7 +84,7 @@ def start_prefix(run: str, attempt: int) -> str:
 
 
 def start_line(prefix: str, test: str) -> bytes:
-    return (prefix + _enc(test) + "}\n").encode("utf-8", "surrogatepass")
+    return start_line_encoded(prefix, _enc(test))
 
 
 def result_prefix(run: str, attempt: int) -> str:
@@ -119,13 +119,9 @@ def passed_line_encoded(
     member made once per file (:func:`file_hash_field`)."""
     if not 0 <= duration <= MAX_DURATION:  # pytest's are; as _duration() does otherwise
         duration = MAX_DURATION if MAX_DURATION < duration < math.inf else 0.0
-    if line is None:
-        text = f'{prefix}{test_json},"outcome":"passed","duration":{round(duration, 6)!r}'
-    else:
-        text = (
-            f'{prefix}{test_json},"outcome":"passed","duration":{round(duration, 6)!r}'
-            f',"line":{line}'
-        )
+    text = f'{prefix}{test_json},"outcome":"passed","duration":{round(duration, 6)!r}'
+    if line is not None:
+        text += f',"line":{line}'
     return (text + hash_field + "}\n").encode("utf-8", "surrogatepass")
 
 
