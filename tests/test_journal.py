@@ -371,6 +371,58 @@ def test_the_fast_decoder_of_test_lines_agrees_with_decode(record: object) -> No
     assert decode_test_line(fast) == decode(fast)
 
 
+_line_of_a_run = st.one_of(
+    (results | st.builds(StartRecord, run=text, attempt=st.integers(0, 10**6), test=text)).map(
+        encode  # type: ignore[arg-type]
+    ),
+    st.builds(
+        passed_line,
+        st.just("r1"),
+        st.integers(0, 10**6),
+        text,
+        st.floats(0, 1e8),
+        st.none() | st.integers(0, 10**6),
+        st.none() | st.just("0123abcd"),
+    ),
+    st.binary(max_size=80).map(lambda raw: raw.replace(b"\n", b"") + b"\n"),
+)
+
+
+@given(st.lists(_line_of_a_run, max_size=12), st.booleans())
+@settings(max_examples=300)
+def test_reading_a_runs_lines_together_agrees_with_decoding_each(
+    lines: list[bytes], torn: bool
+) -> None:
+    """``test_events`` (one search over the joined lines) gives what decoding line by line
+    gives: the same starts and results in the same order, the same count of corrupt lines;
+    a last line without its newline included."""
+    from pytest_resumable.journal.codec import decode_test_line, test_events
+
+    if torn and lines:
+        lines[-1] = lines[-1][:-1]
+    expected: list[tuple[int, str, object]] = []
+    corrupt = 0
+    for line in lines:
+        record = decode_test_line(line)
+        if isinstance(record, StartRecord):
+            expected.append((record.attempt, record.test, None))
+        elif isinstance(record, ResultRecord):
+            expected.append((record.attempt, record.test, record))
+        elif record is None:
+            corrupt += 1
+    assert test_events(lines) == (expected, corrupt)
+
+
+def test_a_plain_pass_made_fast_equals_one_made_by_the_constructor() -> None:
+    made = ResultRecord("r", 2, "t.py::a", "passed", 0.5, line=3, file_hash="ab")
+    fast = ResultRecord.passed("r", 2, "t.py::a", 0.5, 3, "ab")
+    assert fast == made
+    assert repr(fast) == repr(made)
+    assert hash(fast.test) == hash(made.test)
+    with pytest.raises(AttributeError):
+        fast.outcome = "failed"  # type: ignore[misc]
+
+
 def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:
     """The patterns that read test lines at C speed must not backtrack exponentially on a line
     that almost matches (a nested quantifier did: one line hung the reader)."""
@@ -378,6 +430,7 @@ def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:
         decode_test_line,
         durations_by_test,
         result_durations,
+        test_events,
     )
 
     bad = [
@@ -392,6 +445,7 @@ def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:
         decode_test_line(line)
         result_durations(line, 0, len(line))
         durations_by_test(line, 0, len(line))
+    test_events(bad * 2)
     path = tmp_path / "journal.jsonl"
     path.write_bytes(encode(HeaderRecord(VERSION)) + encode(RunRecord("r", 1.0)) + b"".join(bad))
     read_history(path)

@@ -102,6 +102,21 @@ class RunState:
 
     # -- folding
 
+    def add_events(self, events: list[codec.TestEvent]) -> None:
+        """Fold the run's start and result lines, in journal order (:func:`codec.test_events`)."""
+        results, unfinished = self.results, self.unfinished
+        for attempt, test, result in events:
+            if result is None:
+                started = unfinished.get(attempt)
+                if started is None:
+                    started = unfinished[attempt] = set()
+                started.add(test)
+            else:
+                results[test] = result
+                pending = unfinished.get(attempt)
+                if pending is not None:
+                    pending.discard(test)
+
     def add(self, record: Any) -> None:
         """Fold one record of this run (a start, result or shard record)."""
         if isinstance(record, ResultRecord):
@@ -324,13 +339,9 @@ class _Fold:
     def finish(self) -> History:
         history = self.history
         for run_id, lines in self.raw.items():
-            state = history.runs[run_id]
-            for raw in lines:
-                record = codec.decode_test_line(raw)
-                if record is None:
-                    self.stats.corrupt += 1
-                    continue
-                state.add(record)
+            events, corrupt = codec.test_events(lines)
+            self.stats.corrupt += corrupt
+            history.runs[run_id].add_events(events)
         history.corrupt = self.stats.corrupt
         for key, value in self.latest.items():
             name = codec.key_to_test(key)

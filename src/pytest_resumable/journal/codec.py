@@ -480,6 +480,64 @@ def decode_test_line(line: bytes) -> Record | _Unknown | None:
     return decode(line)
 
 
+#: A run's lines joined, one match a line (``^`` and the final newline): a start or a plain
+#: pass in exactly the layout of :func:`decode_test_line`'s fast path, read at C speed, or
+#: any other line, whole (decoded on its own).
+_TEST_LINES = re.compile(
+    rb'(?m)^(?:\{"type":"(?:start","run":"[^"\\\n]{0,200}","attempt":(\d{1,9}),'
+    rb'"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*")\}\n'
+    rb'|result","run":"([^"\\\n]{0,200})","attempt":(\d{1,9}),'
+    rb'"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*"),"outcome":"passed",'
+    rb'"duration":(\d{1,9}(?:\.\d{1,20})?(?:e-?\d{1,3})?)'
+    rb'(?:,"line":(\d{1,9}))?(?:,"file_hash":"([0-9a-f]{1,64})")?\}\n)'
+    rb"|([^\n]*\n))"
+)
+
+#: ``(attempt, test, None)`` for a start line, ``(attempt, test, record)`` for a result line
+TestEvent = tuple[int, str, "ResultRecord | None"]
+
+
+def test_events(lines: list[bytes]) -> tuple[list[TestEvent], int]:
+    """The start and result lines of one run, in order, and how many of them are corrupt:
+    the same as :func:`decode_test_line` on each line, ~4x faster. One search over the joined
+    lines reads the starts and plain passes written in this package's layout (nearly every
+    line) at C speed; only the other lines are decoded one by one."""
+    found = _TEST_LINES.findall(b"".join(lines))
+    if len(found) != len(lines):  # a line without its newline (a torn end): line by line
+        found = [(b"", b"", b"", b"", b"", b"", b"", b"", raw) for raw in lines]
+    events: list[TestEvent] = []
+    add = events.append
+    corrupt = 0
+    runs: dict[bytes, str] = {}
+    passed = ResultRecord.passed
+    for s_attempt, s_test, run_b, r_attempt, r_test, seconds, lineno, digest, other in found:
+        if s_test:
+            test = key_to_test(s_test)
+            if test is not None:
+                add((int(s_attempt), test, None))
+                continue
+        elif r_test:
+            test = key_to_test(r_test)
+            duration = float(seconds)
+            if test is not None and duration <= MAX_DURATION:
+                run = runs.get(run_b)
+                if run is None:
+                    run = runs[run_b] = run_b.decode("utf-8", "surrogatepass")
+                attempt = int(r_attempt)
+                line = int(lineno) if lineno else None
+                file_hash = digest.decode("ascii") if digest else None
+                add((attempt, test, passed(run, attempt, test, duration, line, file_hash)))
+                continue
+        record = decode(other) if other else None
+        if isinstance(record, StartRecord):
+            add((record.attempt, record.test, None))
+        elif isinstance(record, ResultRecord):
+            add((record.attempt, record.test, record))
+        elif record is None:
+            corrupt += 1
+    return events, corrupt
+
+
 def decode(line: bytes) -> Record | _Unknown | None:
     """Parse one line. ``None`` when it is not a valid record (the caller counts it).
 

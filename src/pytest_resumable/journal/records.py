@@ -99,6 +99,36 @@ class ResultRecord:
     longrepr: str | None = None
     reports: tuple[dict[str, Any], ...] | None = None
 
+    @classmethod
+    def passed(
+        cls,
+        run: str,
+        attempt: int,
+        test: str,
+        duration: float,
+        line: int | None,
+        file_hash: str | None,
+    ) -> ResultRecord:
+        """A plain pass, as ``ResultRecord(run, attempt, test, "passed", duration, line=...,
+        file_hash=...)`` makes it, in a quarter of the time: a frozen dataclass's ``__init__``
+        sets each field through ``object.__setattr__``; this fills the instance's namespace at
+        once (there is no ``__post_init__``). For reading journals, one per carried test."""
+        record = object.__new__(cls)
+        record.__dict__.update(
+            run=run,
+            attempt=attempt,
+            test=test,
+            outcome="passed",
+            duration=duration,
+            when=None,
+            line=line,
+            file_hash=file_hash,
+            message=None,
+            longrepr=None,
+            reports=None,
+        )
+        return record
+
 
 @dataclass(frozen=True)
 class EndRecord:
