@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import re
 import signal
 from collections import Counter
 
@@ -323,3 +325,75 @@ def test_ctrl_c_records_the_results_already_queued_on_the_controller(
     assert not set(ran_now) & recorded  # recorded results are not run again
     assert set(ran_first) | set(ran_now) >= {f"test_many.py::test_m[{i}]" for i in range(150)}
     assert resumed.ret == 0, resumed.stdout.str()
+
+
+SCHEDULER_LOG = """
+
+def pytest_xdist_node_collection_finished(node, ids):
+    import json
+    with open("scheduled.jsonl", "a") as f:
+        f.write(json.dumps(ids) + "\\n")
+"""
+
+
+def scheduled(pytester: pytest.Pytester) -> list[list[str]]:
+    path = pytester.path / "scheduled.jsonl"
+    lists = [json.loads(line) for line in path.read_text().splitlines()]
+    path.unlink()
+    return lists
+
+
+@pytest.mark.parametrize("dist", ["load", "loadscope"])
+def test_carried_tests_never_reach_a_workers_collection_list(
+    suite: Suite, pytester: pytest.Pytester, dist: str
+) -> None:
+    """The lists xdist schedules from hold only the tests run now; the controller still
+    reports exactly the carried tests of this selection (``-k`` narrows it), nothing else."""
+    ids = make_suite(pytester, dist)
+    (pytester.path / "conftest.py").write_text(SUITE_CONFTEST + SCHEDULER_LOG)
+    args = ["-n", "2", "--dist", dist]
+    interrupt(suite, args, block_at=blockers(ids), sig=signal.SIGINT, wait_for=4)
+    scheduled(pytester)
+    recorded = set(results_of(suite))
+    suite.take_ran()
+
+    narrowed = pytester.runpytest_subprocess("--resume", *args, "-k", "test_f", "-rA")
+    test_f = [t for t in ids if "::test_f[" in t]
+    carried_f = [t for t in test_f if t in recorded]
+    assert carried_f  # each module's first tests ran in the interrupted attempt
+    for got in scheduled(pytester):  # one list per worker
+        assert sorted(got) == sorted(t for t in test_f if t not in recorded)
+    assert sorted(suite.take_ran()) == sorted(t for t in test_f if t not in recorded)
+    out = narrowed.stdout.str()
+    for test in ids:
+        line = rf"(?m)^(PASSED|FAILED)( \(carried\))? {re.escape(test)}( - .*)?$"
+        reported = re.findall(line, out)
+        assert len(reported) == (test in test_f), test  # carried outside -k: not reported
+        assert (reported[0][1] == " (carried)") == (test in carried_f) if reported else True
+    assert f"({len(carried_f)} carried)" in out
+
+    assert narrowed.ret == 1  # test_a.py::test_f[7] fails, carried or not
+
+
+def test_a_worker_that_does_not_say_what_it_left_out_stops_the_session(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """Without the worker's list of tests not run now the controller cannot know which
+    carried results belong to this selection: it stops with one line instead of guessing
+    (a guess could report a failure as green or a pass as red)."""
+    ids = make_suite(pytester)
+    interrupt(suite, ["-n", "2"], block_at=blockers(ids), sig=signal.SIGINT, wait_for=4)
+    pytester.makeconftest(
+        SUITE_CONFTEST
+        + """
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # a worker of another pytest-resumable, say
+        config.workerinput.pop("resumable_channel", None)
+"""
+    )
+    resumed = pytester.runpytest_subprocess("--resume", "-n", "2")
+    out = resumed.stdout.str() + resumed.stderr.str()
+    assert "did not say which tests it does not run now" in out
+    assert "Traceback" not in out
+    assert resumed.ret == pytest.ExitCode.INTERNAL_ERROR

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_resumable import terminal
-from pytest_resumable.history import read_history
+from pytest_resumable.history import no_collection, read_history
 from pytest_resumable.journal import codec
 from pytest_resumable.journal.errors import JournalError, JournalLockTimeout
 from pytest_resumable.journal.records import (
@@ -84,7 +84,6 @@ class ControllerPlugin:
         self.carried_selected: list[str] = []
         self.shard_excluded = 0
         self.collection_errors: set[str] = set()
-        self._xdist_cut: int | None = None
         self._old_sigterm: Any = None
         self._finished = False
         self._counted = False
@@ -399,7 +398,10 @@ class ControllerPlugin:
                 plain = [
                     t for t in todo if carried[t].outcome == "passed" and not carried[t].reports
                 ]
-                terminal.bulk_replay_passes(config, tr, plain_reports(carried[t] for t in plain))
+                with no_collection():  # one report each, all kept in the terminal's stats
+                    terminal.bulk_replay_passes(
+                        config, tr, plain_reports(carried[t] for t in plain)
+                    )
                 done = set(plain)
                 todo = [t for t in todo if t not in done]
             for test in todo:
@@ -740,6 +742,8 @@ class XdistControllerHooks:
     def __init__(self, controller: ControllerPlugin) -> None:
         self.controller = controller
         self._snapshot: dict[str, Any] | None = None
+        #: gateway id -> the channel its worker says on which tests it does not run now
+        self._channels: dict[str, Any] = {}
 
     def pytest_configure_node(self, node: Any) -> None:
         """Called by xdist on the controller for every worker it starts (or restarts)."""
@@ -747,7 +751,7 @@ class XdistControllerHooks:
         plan = controller.plan
         if not controller.active or plan is None:
             return
-        from pytest_resumable.worker import WORKERINPUT_KEY, WorkerSnapshot
+        from pytest_resumable.worker import CHANNEL_KEY, WORKERINPUT_KEY, WorkerSnapshot
 
         option = controller.config.option
         order = controller.settings.order
@@ -771,36 +775,54 @@ class XdistControllerHooks:
                 shard=plan.shard,
             ).to_dict()
         node.workerinput[WORKERINPUT_KEY] = self._snapshot
+        channel = node.gateway.newchannel()
+        node.workerinput[CHANNEL_KEY] = channel
+        self._channels[node.gateway.id] = channel
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Called by xdist on the controller when a worker has collected, with the list its
-        scheduler hands tests out from.
+        scheduler hands tests out from: only the tests run now (the worker kept no others).
 
-        Every worker put the tests it runs now first and the rest (carried results, other
-        shards' tests) last, from the same snapshot; the controller cuts that tail off the
-        scheduler's list in place, so those tests are never scheduled, sent or acknowledged.
+        The worker sent the tests it does not run now (carried results, other shards' tests)
+        on our channel just before; the first worker's two lists together are the selection.
         """
         controller = self.controller
-        if not controller.active:
+        channel = self._channels.pop(node.gateway.id, None)
+        if not controller.active or channel is None:
             return
-        if controller.selected is None:
-            mine = controller._apply_shard(list(ids))
-            controller._set_selected(mine)
-            carried = set(controller.carried_selected)
-            run_now = [t for t in mine if t not in carried]
-            tr = controller.config.pluginmanager.get_plugin("terminalreporter")
-            if set(ids[: len(run_now)]) == set(run_now):
-                controller._xdist_cut = len(run_now)
-            if tr is not None:
-                if controller.shard_excluded:
-                    mine_set = set(mine)
-                    from types import SimpleNamespace
+        from pytest_resumable.worker import read_not_run_now
 
-                    tr.stats.setdefault("deselected", []).extend(
-                        SimpleNamespace(nodeid=t) for t in ids if t not in mine_set
-                    )
-                for line in controller.status_lines():
-                    tr.write_line(line)
-        cut = controller._xdist_cut
-        if cut is not None and len(ids) >= cut:
-            del ids[cut:]
+        try:
+            rest = read_not_run_now(channel.receive(timeout=_CHANNEL_TIMEOUT))
+        except (channel.TimeoutError, channel.RemoteError, EOFError, OSError):
+            rest = None
+        if rest is None:
+            # without it the carried results of this selection are unknown: reporting none
+            # (or all) could turn the run green (or red) wrongly
+            pytest.exit(
+                f"resumable: worker {node.gateway.id} did not say which tests it does not run "
+                "now (is the same pytest-resumable installed on every worker?)",
+                returncode=pytest.ExitCode.INTERNAL_ERROR,
+            )
+        if controller.selected is not None:
+            return
+        # a test another plugin took out of the worker's items after ours is in neither list
+        mine = controller._apply_shard([*ids, *rest])
+        controller._set_selected(mine)
+        tr = controller.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return
+        if controller.shard_excluded:
+            mine_set = set(mine)
+            from types import SimpleNamespace
+
+            tr.stats.setdefault("deselected", []).extend(
+                SimpleNamespace(nodeid=t) for t in rest if t not in mine_set
+            )
+        for line in controller.status_lines():
+            tr.write_line(line)
+
+
+#: seconds the controller waits for a worker's list of tests not run now; it was sent before
+#: the event being handled, on the same connection, so it is normally there already
+_CHANNEL_TIMEOUT = 30.0

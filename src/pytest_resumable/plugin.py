@@ -105,11 +105,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the plugin object of this process: a worker's, or the controller's."""
     if hasattr(config, "workerinput"):
-        from pytest_resumable.worker import WORKERINPUT_KEY, WorkerPlugin, WorkerSnapshot
+        from pytest_resumable.worker import (
+            CHANNEL_KEY,
+            WORKERINPUT_KEY,
+            WorkerPlugin,
+            WorkerSnapshot,
+        )
 
-        if WORKERINPUT_KEY in config.workerinput:
-            snapshot = WorkerSnapshot.from_dict(config.workerinput[WORKERINPUT_KEY])
-            config.pluginmanager.register(WorkerPlugin(snapshot), "resumable-worker")
+        workerinput = config.workerinput
+        if WORKERINPUT_KEY in workerinput and CHANNEL_KEY in workerinput:
+            snapshot = WorkerSnapshot.from_dict(workerinput[WORKERINPUT_KEY])
+            plugin = WorkerPlugin(snapshot, workerinput[CHANNEL_KEY])
+            config.pluginmanager.register(plugin, "resumable-worker")
         return
 
     from pytest_resumable.options import read_settings

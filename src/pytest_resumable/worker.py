@@ -2,10 +2,13 @@
 
 The controller reads the journal once, at session start, and sends each worker (a replacement
 started after a crash included) the same :class:`WorkerSnapshot` through ``workerinput``. From
-it and the collected items, every worker builds the same list: the tests to run now first, in
-the order they should be handed out, then the tests that are not run now (carried results,
-other shards' tests). The controller cuts that tail off the list xdist schedules from
-(:mod:`pytest_resumable.controller`), so those tests are never sent to a worker at all.
+it and the collected items, every worker computes the same split: the tests to run now, in the
+order they should be handed out, and the tests that are not run now (carried results, other
+shards' tests). The worker keeps only the first in its items, so xdist's collection list (what
+the scheduler hands out) holds nothing else; the second goes to the controller as one JSON
+string through an execnet channel of our own (handed over in ``workerinput``, sent before
+xdist's ``collectionfinish`` event on the same connection, so it is there when that event is
+handled): the controller replays exactly the carried tests that are in this selection.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import pytest
 from pytest_resumable.sharding import ShardRule, members, split_for
 
 WORKERINPUT_KEY = "resumable"
+#: an execnet channel in ``workerinput``: the worker sends :func:`not_run_now_message` on it
+CHANNEL_KEY = "resumable_channel"
 
 
 @dataclass(frozen=True)
@@ -97,19 +102,39 @@ def arrange(
     return runnable + rest, len(runnable)
 
 
+def not_run_now_message(rest: Sequence[str]) -> dict[str, Any]:
+    """What a worker sends on the channel: the node ids of the tests it does not run now, as
+    one JSON string (execnet sends a list item by item, ~2 µs an id on each side)."""
+    return {"rest": json.dumps(list(rest), ensure_ascii=False)}
+
+
+def read_not_run_now(message: Any) -> list[str] | None:
+    """The controller's side of :func:`not_run_now_message`; ``None`` if it is not one."""
+    rest = message.get("rest") if isinstance(message, dict) else None
+    if not isinstance(rest, str):
+        return None
+    try:
+        ids = json.loads(rest)
+    except ValueError:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
+        return None
+    return ids
+
+
 class WorkerPlugin:
     """Registered on an xdist worker when the controller sent a snapshot."""
 
-    def __init__(self, snapshot: WorkerSnapshot) -> None:
+    def __init__(self, snapshot: WorkerSnapshot, channel: Any) -> None:
         self.snapshot = snapshot
-        self.not_run: frozenset[str] = snapshot.carried
+        self.channel = channel
 
     @pytest.hookimpl(trylast=True)  # after -k / -m, and after xdist named loadgroup groups
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        """Called on the worker after collection: the tests to run now first, longest first
-        when ordering by duration, then the tests not run now."""
+        """Called on the worker after collection: keeps the tests to run now, longest first
+        when ordering by duration, and tells the controller which tests it left out."""
         ids = [item.nodeid for item in items]
         workerinput: dict[str, Any] = getattr(config, "workerinput", {})
         order, run_now = arrange(
@@ -118,18 +143,6 @@ class WorkerPlugin:
             int(workerinput.get("workercount", 1)),
             config.getoption("maxschedchunk", None),
         )
-        items[:] = [items[i] for i in order]
-        self.not_run = frozenset(ids[i] for i in order[run_now:])
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> bool | None:
-        """Called by xdist's worker loop for each test it was handed. The controller never
-        hands out a test that is not run now; this guards against a scheduler that would."""
-        if item.nodeid not in self.not_run:
-            return None
-        from pytest_resumable.results import skip_protocol
-
-        skip_protocol(item, nextitem)
-        return True
+        items[:] = [items[i] for i in order[:run_now]]
+        self.channel.send(not_run_now_message([ids[i] for i in order[run_now:]]))
+        self.channel.close()
