@@ -825,4 +825,4 @@ class XdistControllerHooks:
 
 #: seconds the controller waits for a worker's list of tests not run now; it was sent before
 #: the event being handled, on the same connection, so it is normally there already
-_CHANNEL_TIMEOUT = 30.0
+_CHANNEL_TIMEOUT = 5.0
