@@ -737,7 +737,7 @@ class SuspectIsolation:
 
 
 class XdistControllerHooks:
-    """xdist hooks of the controller: hand out the resolved plan, cut what is not run now."""
+    """xdist hooks of the controller: hand out the resolved plan, learn the selection."""
 
     def __init__(self, controller: ControllerPlugin) -> None:
         self.controller = controller

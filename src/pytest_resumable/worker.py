@@ -73,10 +73,9 @@ class WorkerSnapshot:
 def arrange(
     snapshot: WorkerSnapshot, ids: Sequence[str], workers: int, maxschedchunk: int | None
 ) -> tuple[list[int], int]:
-    """The positions of ``ids`` in the order the worker keeps them, and how many of them are
-    run now (the rest, at the end, are not). Pure: every worker computes the same from the same
-    snapshot; the controller checks the head of the list a worker reports against its own
-    plan before it cuts the tail."""
+    """The positions of ``ids`` in the order they are handed out, and how many of them are run
+    now (the rest, at the end, are not: the worker drops them and tells the controller). Pure:
+    every worker computes the same from the same snapshot."""
     from pytest_resumable.order import run_order
 
     mine: set[str] | None = None
