@@ -178,15 +178,16 @@ def test_the_worker_snapshot_round_trips_and_puts_what_is_not_run_last() -> None
 
 @pytest.mark.parametrize(
     "message",
-    [None, "x", {}, {"rest": 3}, {"rest": "[1]"}, {"rest": "{"}, {"rest": '{"a": 1}'}],
+    [None, "x", {}, {"rest": 3}, {"rest": "[1]"}, {"rest": "{"}, {"rest": '{"a": 1}'}, {"r": None}],
 )
 def test_a_garbled_list_of_tests_not_run_now_is_refused(message: object) -> None:
-    from pytest_resumable.worker import not_run_now_message, read_not_run_now
+    from pytest_resumable.worker import COLLECTION_FAILED, not_run_now_message, read_not_run_now
 
     assert read_not_run_now(message) is None
     ids = ['t.py::a[\u00fc"]', "t.py::b"]
     assert read_not_run_now(not_run_now_message(ids)) == ids
     assert read_not_run_now(not_run_now_message([])) == []
+    assert read_not_run_now(not_run_now_message(None)) is COLLECTION_FAILED
 
 
 @pytest.mark.parametrize(

@@ -397,3 +397,22 @@ def pytest_configure(config):
     assert "did not say which tests it does not run now" in out
     assert "Traceback" not in out
     assert resumed.ret == pytest.ExitCode.INTERNAL_ERROR
+
+
+@pytest.mark.parametrize("arg", ["test_a.py::test_gone", "test_gone.py", "-mx y"])
+def test_a_usage_error_on_the_workers_ends_as_it_does_without_the_plugin(
+    suite: Suite, pytester: pytest.Pytester, arg: str
+) -> None:
+    """A node id or path that does not exist (a renamed test, in CI) or a bad ``-m`` fails
+    the workers' collection before the tests are split: the session ends as plain xdist ends
+    it, at once, not as a worker that said nothing."""
+    ids = make_suite(pytester)
+    interrupt(suite, ["-n", "2"], block_at=blockers(ids), sig=signal.SIGINT, wait_for=4)
+    plain = pytester.runpytest_subprocess("-n", "2", "-p", "no:resumable", arg)
+    resumed = pytester.runpytest_subprocess("-n", "2", "--resume", arg, timeout=20)
+    assert resumed.ret == plain.ret
+    out = resumed.stdout.str() + resumed.stderr.str()
+    assert "did not say" not in out
+    # xdist 3.8 itself ends a bad -m with an INTERNALERROR when the suite has tests
+    assert ("INTERNALERROR" in out) == ("INTERNALERROR" in plain.stdout.str())
+    assert resumed.duration < 4

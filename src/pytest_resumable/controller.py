@@ -790,7 +790,7 @@ class XdistControllerHooks:
         channel = self._channels.pop(node.gateway.id, None)
         if not controller.active or channel is None:
             return
-        from pytest_resumable.worker import read_not_run_now
+        from pytest_resumable.worker import COLLECTION_FAILED, read_not_run_now
 
         try:
             rest = read_not_run_now(channel.receive(timeout=_CHANNEL_TIMEOUT))
@@ -804,8 +804,8 @@ class XdistControllerHooks:
                 "now (is the same pytest-resumable installed on every worker?)",
                 returncode=pytest.ExitCode.INTERNAL_ERROR,
             )
-        if controller.selected is not None:
-            return
+        if controller.selected is not None or rest is COLLECTION_FAILED:
+            return  # a worker whose collection failed runs nothing; pytest reports why
         # a test another plugin took out of the worker's items after ours is in neither list
         mine = controller._apply_shard([*ids, *rest])
         controller._set_selected(mine)

@@ -101,15 +101,25 @@ def arrange(
     return runnable + rest, len(runnable)
 
 
-def not_run_now_message(rest: Sequence[str]) -> dict[str, Any]:
+def not_run_now_message(rest: Sequence[str] | None) -> dict[str, Any]:
     """What a worker sends on the channel: the node ids of the tests it does not run now, as
-    one JSON string (execnet sends a list item by item, ~2 µs an id on each side)."""
-    return {"rest": json.dumps(list(rest), ensure_ascii=False)}
+    one JSON string (execnet sends a list item by item, ~2 µs an id on each side); ``None``
+    when its collection failed before the tests were split (a usage error: no test runs)."""
+    return {"rest": None if rest is None else json.dumps(list(rest), ensure_ascii=False)}
+
+
+#: what :func:`read_not_run_now` returns for a worker whose collection failed
+COLLECTION_FAILED: list[str] = []
 
 
 def read_not_run_now(message: Any) -> list[str] | None:
-    """The controller's side of :func:`not_run_now_message`; ``None`` if it is not one."""
-    rest = message.get("rest") if isinstance(message, dict) else None
+    """The controller's side of :func:`not_run_now_message`: the ids, the
+    :data:`COLLECTION_FAILED` object, or ``None`` if the message is not one."""
+    if not isinstance(message, dict) or "rest" not in message:
+        return None
+    rest = message["rest"]
+    if rest is None:
+        return COLLECTION_FAILED
     if not isinstance(rest, str):
         return None
     try:
@@ -127,13 +137,15 @@ class WorkerPlugin:
     def __init__(self, snapshot: WorkerSnapshot, channel: Any) -> None:
         self.snapshot = snapshot
         self.channel = channel
+        #: the tests this worker does not run now; ``None`` until its collection is split
+        self.rest: list[str] | None = None
 
     @pytest.hookimpl(trylast=True)  # after -k / -m, and after xdist named loadgroup groups
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         """Called on the worker after collection: keeps the tests to run now, longest first
-        when ordering by duration, and tells the controller which tests it left out."""
+        when ordering by duration."""
         ids = [item.nodeid for item in items]
         workerinput: dict[str, Any] = getattr(config, "workerinput", {})
         order, run_now = arrange(
@@ -143,5 +155,12 @@ class WorkerPlugin:
             config.getoption("maxschedchunk", None),
         )
         items[:] = [items[i] for i in order[:run_now]]
-        self.channel.send(not_run_now_message([ids[i] for i in order[run_now:]]))
+        self.rest = [ids[i] for i in order[run_now:]]
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's own, which sends "collectionfinish"
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Called on the worker when collection ends, also when it failed (a usage error
+        raised by ``-k``, ``-m`` or a node id that does not exist, before the split): tells
+        the controller which tests it left out, just before xdist sends its list."""
+        self.channel.send(not_run_now_message(self.rest))
         self.channel.close()
