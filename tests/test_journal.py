@@ -23,6 +23,7 @@ from pytest_resumable.journal.codec import (
     encode,
     encode_str,
     passed_line,
+    start_line,
     start_prefix,
 )
 from pytest_resumable.journal.errors import JournalError, JournalLockTimeout, JournalVersionError
@@ -421,6 +422,24 @@ def test_a_plain_pass_made_fast_equals_one_made_by_the_constructor() -> None:
     assert hash(fast.test) == hash(made.test)
     with pytest.raises(AttributeError):
         fast.outcome = "failed"  # type: ignore[misc]
+
+
+def test_a_test_line_with_anything_in_front_is_corrupt_wherever_it_is(tmp_path: Path) -> None:
+    """A result line with bytes before its ``{`` is not a record, whether its block of lines
+    is otherwise clean (read at C speed) or not (read line by line)."""
+    clean = [encode(HeaderRecord(VERSION)), encode(RunRecord("r", 1.0))]
+    clean.append(encode(AttemptRecord("r", 1, 1.0)))
+    clean += [
+        start_line(start_prefix("r", 1), "t.py::a"),
+        passed_line("r", 1, "t.py::a", 0.1, 1, None),
+    ]
+    prefixed = b"garbage" + passed_line("r", 1, "t.py::b", 0.1, 1, None)
+    path = tmp_path / "journal.jsonl"
+    for extra in ([], [b"not json\n"]):
+        path.write_bytes(b"".join([*clean, prefixed, *extra]))
+        history = read_history(path)
+        assert set(history.runs["r"].results) == {"t.py::a"}
+        assert history.corrupt == 1 + len(extra)
 
 
 def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:

@@ -235,7 +235,7 @@ class _Fold:
             for m in codec.META_LINE.finditer(data)
             if m.start() == 0 or data[m.start() - 1] == 10
         ]
-        tests = data.count(codec.START_PREFIX) + data.count(codec.RESULT_PREFIX)
+        tests = codec.test_lines_in(data)
         if data.count(b"\n") != tests + len(metas):
             for raw in data.splitlines(keepends=True):
                 self.slow_line(raw)

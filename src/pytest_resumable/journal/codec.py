@@ -558,6 +558,17 @@ def decode(line: bytes) -> Record | _Unknown | None:
 # Reading test lines without parsing them
 
 
+_LINE_START_PREFIXES: Final = (b"\n" + START_PREFIX, b"\n" + RESULT_PREFIX)
+
+
+def test_lines_in(data: bytes) -> int:
+    """How many lines of ``data`` (whole lines) begin as a start or result line: counted where
+    a line begins, so that a line with anything in front of the prefix (a foreign writer, a
+    hand edit) is not counted and the block is read line by line (where it is corrupt)."""
+    first = data.startswith((START_PREFIX, RESULT_PREFIX))
+    return int(first) + sum(data.count(prefix) for prefix in _LINE_START_PREFIXES)
+
+
 def test_line_run(raw: bytes) -> tuple[bool, bytes] | None:
     """``(is_result, run id bytes)`` of a start or result line written in this layout, else
     ``None`` (then decode the line). A run id never holds a quote or backslash (8 hex digits)."""
