@@ -178,11 +178,49 @@ def test_dist_each_failure_on_one_worker_is_failed(suite: Suite, pytester: pytes
     results = latest_results(suite)
     assert results["test_each.py::test_only_on_gw1"]["outcome"] == "failed", results
     assert results["test_each.py::test_everywhere"]["outcome"] == "passed"
+    for record in results.values():  # one worker's reports, never the two workers' mixed
+        whens = [report["when"] for report in record.get("reports") or []]
+        assert whens in ([], ["setup", "call", "teardown"]), record
     assert result.outlines[-1].startswith("resumable: run "), result.outlines[-3:]
     assert "1 failed" in result.outlines[-1], result.outlines[-1]
     [run] = status_json(suite)["runs"]
     assert run["failed"] >= 1, run
     assert run["complete"] is True
+
+
+DIST_EACH_SLOW_FAILURE = """
+import os, time
+
+def test_dep():
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":  # gw1 fails it, after gw0 passed it
+        deadline = time.monotonic() + 30
+        while os.path.exists(os.environ["RESUMABLE_BLOCK_FILE"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 0, "fails on gw1"
+
+def test_last():
+    pass
+"""
+
+
+def test_an_interrupted_dist_each_attempt_never_records_one_workers_pass(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """Under ``--dist each`` a pass is a test's result only once every worker passed it: an
+    attempt killed while gw1 still runs a test gw0 passed must not record that pass (a later
+    attempt would carry it, and the run would end green though gw1 fails it)."""
+    pytester.makepyfile(test_each=DIST_EACH_SLOW_FAILURE)
+    # gw0 ran both tests, gw1 is inside test_dep: 3 lines in the side log
+    args = ["-n", "2", "--dist", "each"]
+    interrupt(suite, args, block_at="-", sig=signal.SIGKILL, group=True, wait_for=3)
+    assert sorted(suite.take_ran()) == sorted(
+        ["test_each.py::test_dep", "test_each.py::test_dep", "test_each.py::test_last"]
+    )
+    assert latest_results(suite) == {}  # gw0's passes wait for gw1's results
+    # a later attempt without --dist each has nothing to carry: both tests run again
+    resumed = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "-rA")
+    assert "carried" not in resumed.stdout.str()
+    assert sorted(suite.take_ran()) == ["test_each.py::test_dep", "test_each.py::test_last"]
 
 
 # -- 3. options under which no test runs record nothing

@@ -372,7 +372,10 @@ class ControllerPlugin:
             except BaseException:  # a second Ctrl-C: stop draining
                 return
             if callname == "testreport" and isinstance(kwargs.get("rep"), pytest.TestReport):
-                recorder.pytest_runtest_logreport(kwargs["rep"])
+                report = kwargs["rep"]
+                if not hasattr(report, "node"):
+                    report.node = kwargs.get("node")  # as xdist sets it when it handles one
+                recorder.pytest_runtest_logreport(report)
             elif callname == "logstart" and isinstance(kwargs.get("nodeid"), str):
                 recorder.pytest_runtest_logstart(kwargs["nodeid"])
 
@@ -775,6 +778,8 @@ class XdistControllerHooks:
                 shard=plan.shard,
             ).to_dict()
         node.workerinput[WORKERINPUT_KEY] = self._snapshot
+        if controller.recorder is not None:  # --dist each: a result needs every worker's
+            controller.recorder.each_workers = int(node.workerinput.get("workercount", 1))
         channel = node.gateway.newchannel()
         node.workerinput[CHANNEL_KEY] = channel
         self._channels[node.gateway.id] = channel

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,12 +88,20 @@ class Recorder:
         self.each = getattr(config.option, "dist", "") == "each" and bool(
             getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None)
         )
+        #: ``--dist each``: how many workers run every test (set by the xdist controller
+        #: hooks, from xdist's ``workercount``)
+        self.each_workers = 1
+        #: ``--dist each``: per test, how many workers' results arrived, and the worst one that
+        #: is not bad (written when every worker's result is in: a pass of one worker says
+        #: nothing of the others; a bad result is written at once, nothing can beat it)
+        self._each_seen: dict[str, int] = {}
+        self._each_held: dict[str, tuple[int, str, bytes]] = {}
         #: outcome of each test that got a result in this attempt
         self.outcomes: dict[str, str] = {}
         #: why recording stopped (the journal could not be written), if it did
         self.broken: str | None = None
         self.written = 0
-        self._pending: dict[str, list[pytest.TestReport]] = {}
+        self._pending: dict[Any, list[pytest.TestReport]] = {}
         self._reran: set[str] = set()
         self._start_prefix = codec.start_prefix(self.run, self.attempt)
         self._result_prefix = codec.result_prefix(self.run, self.attempt)
@@ -117,18 +126,20 @@ class Recorder:
         nodeid = report.nodeid
         when = report.when
         pending = self._pending
+        # --dist each: two workers run the same test at once; their reports must not mix
+        key: Any = (nodeid, getattr(report, "node", None)) if self.each else nodeid
         if report.outcome == RERUN:
             # pytest-rerunfailures: only the final attempt's reports make the result. Depending
             # on the pytest and rerunfailures versions, a rerun attempt's teardown still
             # arrives (as "passed") before the next attempt's setup, or does not arrive at all.
-            pending.pop(nodeid, None)
+            pending.pop(key, None)
             self._reran.add(nodeid)
         elif when == "teardown":
             if self._reran and nodeid in self._reran:
                 self._reran.discard(nodeid)
-                pending.pop(nodeid, None)
+                pending.pop(key, None)
                 return
-            done = pending.pop(nodeid, None)
+            done = pending.pop(key, None)
             if done is None:
                 done = [report]
             else:
@@ -144,13 +155,13 @@ class Recorder:
         elif when == "setup" or when == "call":
             if self._reran and when == "setup":
                 self._reran.discard(nodeid)  # the next attempt starts: no teardown came between
-            reports = pending.get(nodeid)
+            reports = pending.get(key)
             if reports is None:
-                pending[nodeid] = [report]
+                pending[key] = [report]
             else:
                 reports.append(report)
         else:  # xdist: a worker crashed while running this test ("???")
-            crashed = pending.pop(nodeid, None) or []
+            crashed = pending.pop(key, None) or []
             text = report.longreprtext.strip()
             result = crashed_result(
                 self.run,
@@ -179,29 +190,55 @@ class Recorder:
         return result
 
     def _passed(self, nodeid: str, reports: list[pytest.TestReport]) -> None:
-        if self.each and nodeid in self.outcomes:
-            return  # another worker's result stands: a pass never beats it
+        setup, call, teardown = reports
+        line = codec.passed_line_encoded(
+            self._result_prefix,
+            self._test_json if nodeid == self._test_id else _enc(nodeid),
+            setup.duration + call.duration + teardown.duration,
+            call.location[1],
+            self.hashes.field_for(nodeid),
+        )
+        if self.each:
+            self._each_result(nodeid, "passed", line)
+            return
         self.outcomes[nodeid] = "passed"
         if self.writer is not None:
-            setup, call, teardown = reports
-            self.append(
-                codec.passed_line_encoded(
-                    self._result_prefix,
-                    self._test_json if nodeid == self._test_id else _enc(nodeid),
-                    setup.duration + call.duration + teardown.duration,
-                    call.location[1],
-                    self.hashes.field_for(nodeid),
-                )
-            )
+            self.append(line)
             self.written += 1
 
     def _record(self, result: ResultRecord) -> None:
-        previous = self.outcomes.get(result.test)
-        if self.each and previous is not None and _rank(result.outcome) <= _rank(previous):
-            return  # --dist each: the worst result over the workers is the test's result
+        if self.each:
+            self._each_result(result.test, result.outcome, codec.encode(result))
+            return
         self.outcomes[result.test] = result.outcome
+        self._write_result(codec.encode(result))
+
+    def _each_result(self, nodeid: str, outcome: str, line: bytes) -> None:
+        """``--dist each``: one worker's result of ``nodeid``. The test's result is the worst
+        over the workers: a bad one is written at once (the first stands); any other waits
+        until every worker's result is in, so an interrupted attempt never records one
+        worker's pass for a test another worker would have failed."""
+        previous = self.outcomes.get(nodeid)
+        if previous is not None:
+            return  # a bad result is written: nothing beats it
+        seen = self._each_seen[nodeid] = self._each_seen.get(nodeid, 0) + 1
+        rank = _rank(outcome)
+        if rank == 2:
+            self._each_held.pop(nodeid, None)
+            self.outcomes[nodeid] = outcome
+            self._write_result(line)
+            return
+        held = self._each_held.get(nodeid)
+        if held is None or rank > held[0]:
+            held = self._each_held[nodeid] = (rank, outcome, line)
+        if seen >= self.each_workers:
+            del self._each_held[nodeid]
+            self.outcomes[nodeid] = held[1]
+            self._write_result(held[2])
+
+    def _write_result(self, line: bytes) -> None:
         if self.writer is not None:
-            self.append(codec.encode(result))
+            self.append(line)
             self.written += 1
 
     def append(self, line: bytes) -> None:
