@@ -438,6 +438,15 @@ class ControllerPlugin:
         if self._finished:
             return
         self._finished = True
+        try:
+            self._end_attempt(session)
+        finally:
+            # the plan and the run read from the journal (a record per carried test) are not
+            # needed any more: freed now, pytest's collections at exit do not walk them
+            self.plan = self._history_run = None
+            self.carried_selected = []
+
+    def _end_attempt(self, session: pytest.Session) -> None:
         self._restore_sigterm()
         plan, recorder = self.plan, self.recorder
         assert plan is not None
