@@ -13,7 +13,9 @@ noise hits both sides alike:
   journal, on a 10-test suite, single and ``-n 2``; peak RSS of the controller.
 
 Usage: ``python benchmarks/cost.py [--tests 10000,100000] [--pairs 5]
-[--only overhead,resume,startup]``
+[--only overhead,resume,startup] [--shares 0.5,0.98] [--modes single,-n 2]``; the CPU per
+carried test is a small difference of two large totals: measure it alone with more pairs,
+``--only resume --shares 0.98 --pairs 15``.
 """
 
 from __future__ import annotations
@@ -219,13 +221,18 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--only", default="overhead,resume,startup")
     parser.add_argument(
+        "--shares", default="0.5,0.98", help="resume rows: the shares already done, comma-separated"
+    )
+    parser.add_argument("--modes", default="single,-n 2", help="columns: 'single', '-n 2', or both")
+    parser.add_argument(
         "--previous", metavar="SRC", help="src/ of the previous release: compare recording"
     )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     sizes = [int(n) for n in args.tests.split(",")]
     root = Path(tempfile.mkdtemp(prefix="resumable-cost-"))
-    modes = {"single": ["-p", "no:xdist"], "-n 2": ["-n", "2"]}
+    all_modes = {"single": ["-p", "no:xdist"], "-n 2": ["-n", "2"]}
+    modes = {name: all_modes[name] for name in args.modes.split(",")}
     columns = [(n, name, mode) for n in sizes for name, mode in modes.items()]
 
     def row(label: str, cells: list[str]) -> None:
@@ -249,7 +256,7 @@ def main() -> int:
                 cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
             row("recording, this code vs the previous release, CPU (wall)", cells)
         if "resume" in parts:
-            for share in (0.5, 0.98):
+            for share in (float(x) for x in args.shares.split(",")):
                 got = [
                     resume(root / f"suite-{n}", suites[n], args.pairs, mode, int(n * share))
                     for n, _, mode in columns
