@@ -427,19 +427,24 @@ def test_a_plain_pass_made_fast_equals_one_made_by_the_constructor() -> None:
 def test_a_test_line_with_anything_in_front_is_corrupt_wherever_it_is(tmp_path: Path) -> None:
     """A result line with bytes before its ``{`` is not a record, whether its block of lines
     is otherwise clean (read at C speed) or not (read line by line)."""
-    clean = [encode(HeaderRecord(VERSION)), encode(RunRecord("r", 1.0))]
-    clean.append(encode(AttemptRecord("r", 1, 1.0)))
+    clean = [encode(HeaderRecord(VERSION))]
+    clean += [encode(RunRecord(f"old{n}", 1.0)) for n in range(9)]  # > 8 runs read in detail
+    clean += [encode(RunRecord("r", 1.0)), encode(AttemptRecord("r", 1, 1.0))]
     clean += [
         start_line(start_prefix("r", 1), "t.py::a"),
         passed_line("r", 1, "t.py::a", 0.1, 1, None),
     ]
-    prefixed = b"garbage" + passed_line("r", 1, "t.py::b", 0.1, 1, None)
+    glued = passed_line("r", 1, "t.py::b", 0.1, 1, None)
+    other_run = b'{"type":"start","run":"0badbeef","attempt":1,"test":"zz'
     path = tmp_path / "journal.jsonl"
-    for extra in ([], [b"not json\n"]):
-        path.write_bytes(b"".join([*clean, prefixed, *extra]))
-        history = read_history(path)
-        assert set(history.runs["r"].results) == {"t.py::a"}
-        assert history.corrupt == 1 + len(extra)
+    for front in (b"garbage", b"garbage\r", other_run):
+        for extra in ([], [b"not json\n"]):
+            path.write_bytes(b"".join([*clean, front + glued, *extra]))
+            for detail_all in (False, True):  # a session's read; the command line's
+                history = read_history(path, newest_detail_only=not detail_all)
+                assert set(history.runs["r"].results) == {"t.py::a"}, (front, extra)
+                # a line of a run not read in detail is not looked at
+                assert history.corrupt == (front != other_run) + len(extra)
 
 
 def test_hostile_test_lines_cost_linear_time(tmp_path: Path) -> None:

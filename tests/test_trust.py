@@ -223,6 +223,46 @@ def test_an_interrupted_dist_each_attempt_never_records_one_workers_pass(
     assert sorted(suite.take_ran()) == ["test_each.py::test_dep", "test_each.py::test_last"]
 
 
+DIST_EACH_RERUNS = """
+import os, pytest
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+SEEN = set()
+
+@pytest.mark.flaky(reruns=1)
+@pytest.mark.parametrize("i", range(200))
+def test_i(i):
+    if WORKER == "gw0":  # fails once, then passes on its rerun
+        if i not in SEEN:
+            SEEN.add(i)
+            assert 0, "first try on gw0"
+        return
+    assert 0, "always fails on gw1"
+
+if WORKER == "gw0":
+    def test_only_on_gw0():
+        pass
+"""
+
+
+def test_dist_each_with_reruns_and_unequal_collections(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """``--dist each`` with pytest-rerunfailures: one worker's rerun never swallows the other
+    worker's reports (every test fails on gw1: every result is ``failed``); a test only one
+    worker collected (xdist allows it) gets its result from that worker."""
+    pytester.makepyfile(test_each=DIST_EACH_RERUNS)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "-p", "no:randomly")
+    assert result.ret == 1
+    results = latest_results(suite)
+    outcomes = {t: r["outcome"] for t, r in results.items() if "test_i[" in t}
+    assert outcomes == {f"test_each.py::test_i[{i}]": "failed" for i in range(200)}
+    assert results["test_each.py::test_only_on_gw0"]["outcome"] == "passed"
+    result.stdout.fnmatch_lines(
+        ["resumable: run * complete after 1 attempt (1 passed, 200 failed)"]
+    )
+
+
 # -- 3. options under which no test runs record nothing
 
 

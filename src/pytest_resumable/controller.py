@@ -756,6 +756,7 @@ class XdistControllerHooks:
         self._snapshot: dict[str, Any] | None = None
         #: gateway id -> the channel its worker says on which tests it does not run now
         self._channels: dict[str, Any] = {}
+        self._each_counted = 0
 
     def pytest_configure_node(self, node: Any) -> None:
         """Called by xdist on the controller for every worker it starts (or restarts)."""
@@ -818,6 +819,14 @@ class XdistControllerHooks:
                 "now (is the same pytest-resumable installed on every worker?)",
                 returncode=pytest.ExitCode.INTERNAL_ERROR,
             )
+        recorder = controller.recorder
+        if recorder is not None and recorder.each and self._each_counted < recorder.each_workers:
+            # --dist each: a test's result needs the results of the workers that collected it
+            # (the first collections only: a replacement worker takes over a dead one's tests)
+            self._each_counted += 1
+            collected = recorder.each_collected
+            for test in ids:
+                collected[test] = collected.get(test, 0) + 1
         if controller.selected is not None or rest is COLLECTION_FAILED:
             return  # a worker whose collection failed runs nothing; pytest reports why
         # a test another plugin took out of the worker's items after ours is in neither list

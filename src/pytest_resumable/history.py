@@ -235,10 +235,16 @@ class _Fold:
             for m in codec.META_LINE.finditer(data)
             if m.start() == 0 or data[m.start() - 1] == 10
         ]
-        tests = codec.test_lines_in(data)
+        tests = codec.count_test_lines(data)
         if data.count(b"\n") != tests + len(metas):
-            for raw in data.splitlines(keepends=True):
-                self.slow_line(raw)
+            # split at newlines only (bytes.splitlines also splits at "\r", which would make a
+            # record of what follows a "\r" inside a garbage line)
+            lines = data.split(b"\n")
+            last = lines.pop()
+            for raw in lines:
+                self.slow_line(raw + b"\n")
+            if last:
+                self.slow_line(last)
             return
         pos = 0
         for start, end in [*metas, (len(data), len(data))]:
@@ -251,13 +257,13 @@ class _Fold:
     def _tests(self, data: bytes, start: int, end: int) -> None:
         if len(self.raw) > 8:  # the command line tools: every run in detail
             raw_of = self.raw.get
-            for line, run_b in codec.RUN_LINE.findall(data, start, end):
+            for line, run_b in codec.all_run_lines(data, start, end):
                 pending = raw_of(run_b.decode("utf-8", "replace"))
                 if pending is not None:
                     pending.append(line)
         else:
             for run, lines in self.raw.items():
-                lines.extend(codec.lines_of_run(run).findall(data, start, end))
+                lines.extend(codec.run_lines(run, data, start, end))
         if self.durations is not None:
             latest, excluded = self.latest, self.excluded
             if not excluded:

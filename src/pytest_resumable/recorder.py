@@ -91,6 +91,9 @@ class Recorder:
         #: ``--dist each``: how many workers run every test (set by the xdist controller
         #: hooks, from xdist's ``workercount``)
         self.each_workers = 1
+        #: ``--dist each``: per test, how many workers collected it (xdist does not require
+        #: the workers' collections to be equal); filled by the xdist controller hooks
+        self.each_collected: dict[str, int] = {}
         #: ``--dist each``: per test, how many workers' results arrived, and the worst one that
         #: is not bad (written when every worker's result is in: a pass of one worker says
         #: nothing of the others; a bad result is written at once, nothing can beat it)
@@ -102,7 +105,7 @@ class Recorder:
         self.broken: str | None = None
         self.written = 0
         self._pending: dict[Any, list[pytest.TestReport]] = {}
-        self._reran: set[str] = set()
+        self._reran: set[Any] = set()  # keys of tests whose last attempt was a rerun
         self._start_prefix = codec.start_prefix(self.run, self.attempt)
         self._result_prefix = codec.result_prefix(self.run, self.attempt)
         self._test_id = ""
@@ -133,10 +136,10 @@ class Recorder:
             # on the pytest and rerunfailures versions, a rerun attempt's teardown still
             # arrives (as "passed") before the next attempt's setup, or does not arrive at all.
             pending.pop(key, None)
-            self._reran.add(nodeid)
+            self._reran.add(key)
         elif when == "teardown":
-            if self._reran and nodeid in self._reran:
-                self._reran.discard(nodeid)
+            if self._reran and key in self._reran:
+                self._reran.discard(key)
                 pending.pop(key, None)
                 return
             done = pending.pop(key, None)
@@ -154,7 +157,7 @@ class Recorder:
                 )
         elif when == "setup" or when == "call":
             if self._reran and when == "setup":
-                self._reran.discard(nodeid)  # the next attempt starts: no teardown came between
+                self._reran.discard(key)  # the next attempt starts: no teardown came between
             reports = pending.get(key)
             if reports is None:
                 pending[key] = [report]
@@ -231,7 +234,7 @@ class Recorder:
         held = self._each_held.get(nodeid)
         if held is None or rank > held[0]:
             held = self._each_held[nodeid] = (rank, outcome, line)
-        if seen >= self.each_workers:
+        if seen >= (self.each_collected.get(nodeid) or self.each_workers):
             del self._each_held[nodeid]
             self.outcomes[nodeid] = held[1]
             self._write_result(held[2])

@@ -561,12 +561,56 @@ def decode(line: bytes) -> Record | _Unknown | None:
 _LINE_START_PREFIXES: Final = (b"\n" + START_PREFIX, b"\n" + RESULT_PREFIX)
 
 
-def test_lines_in(data: bytes) -> int:
-    """How many lines of ``data`` (whole lines) begin as a start or result line: counted where
-    a line begins, so that a line with anything in front of the prefix (a foreign writer, a
-    hand edit) is not counted and the block is read line by line (where it is corrupt)."""
-    first = data.startswith((START_PREFIX, RESULT_PREFIX))
-    return int(first) + sum(data.count(prefix) for prefix in _LINE_START_PREFIXES)
+def count_test_lines(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """How many lines of ``data[start:end]`` (whole lines) begin as a start or result line:
+    counted where a line begins, so that a line with anything in front of the prefix (a
+    foreign writer, a hand edit) is not counted and the block is read line by line (where it
+    is corrupt)."""
+    return _lines_beginning(data, (START_PREFIX, RESULT_PREFIX), start, end)
+
+
+def _lines_beginning(
+    data: bytes, prefixes: tuple[bytes, ...], start: int = 0, end: int | None = None
+) -> int:
+    stop = len(data) if end is None else end
+    first = data.startswith(prefixes, start, stop)
+    return int(first) + sum(data.count(b"\n" + p, start, stop) for p in prefixes)
+
+
+def run_lines(run: str, data: bytes, start: int, end: int) -> list[bytes]:
+    """The start and result lines of ``run`` in ``data[start:end]`` (whole lines, ``start`` at
+    a line start), found at C speed by a literal-prefix search; only a line that begins
+    otherwise but holds such a line glued inside (hand edits, a foreign writer) makes the
+    search start over anchored at line starts (~8x slower), so it is never taken for one."""
+    pattern = lines_of_run(run)
+    found = pattern.findall(data, start, end)
+    if found and len(found) != _lines_beginning(data, _run_prefixes(run), start, end):
+        found = _anchored(pattern).findall(data, start, end)
+    return found
+
+
+def all_run_lines(data: bytes, start: int, end: int) -> list[tuple[bytes, bytes]]:
+    """``(line, run id)`` of every start and result line in ``data[start:end]``, as
+    :func:`run_lines` finds them."""
+    found = RUN_LINE.findall(data, start, end)
+    if found and len(found) != count_test_lines(data, start, end):
+        found = _anchored(RUN_LINE).findall(data, start, end)
+    return found
+
+
+def _run_prefixes(run: str) -> tuple[bytes, bytes]:
+    run_json = _enc(run).encode("utf-8", "surrogatepass")
+    return (b'{"type":"start","run":' + run_json, b'{"type":"result","run":' + run_json)
+
+
+_ANCHORED: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def _anchored(pattern: re.Pattern[bytes]) -> re.Pattern[bytes]:
+    anchored = _ANCHORED.get(pattern.pattern)
+    if anchored is None:
+        anchored = _ANCHORED[pattern.pattern] = re.compile(rb"(?m)^" + pattern.pattern)
+    return anchored
 
 
 def test_line_run(raw: bytes) -> tuple[bool, bytes] | None:
