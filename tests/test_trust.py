@@ -242,6 +242,10 @@ def test_i(i):
 if WORKER == "gw0":
     def test_only_on_gw0():
         pass
+
+if WORKER == "gw1":  # whichever worker reports its collection first, one test is not in it
+    def test_only_on_gw1():
+        pass
 """
 
 
@@ -250,7 +254,7 @@ def test_dist_each_with_reruns_and_unequal_collections(
 ) -> None:
     """``--dist each`` with pytest-rerunfailures: one worker's rerun never swallows the other
     worker's reports (every test fails on gw1: every result is ``failed``); a test only one
-    worker collected (xdist allows it) gets its result from that worker."""
+    worker collected (xdist allows it) gets its result from that worker and counts."""
     pytester.makepyfile(test_each=DIST_EACH_RERUNS)
     result = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "-p", "no:randomly")
     assert result.ret == 1
@@ -258,8 +262,9 @@ def test_dist_each_with_reruns_and_unequal_collections(
     outcomes = {t: r["outcome"] for t, r in results.items() if "test_i[" in t}
     assert outcomes == {f"test_each.py::test_i[{i}]": "failed" for i in range(200)}
     assert results["test_each.py::test_only_on_gw0"]["outcome"] == "passed"
+    assert results["test_each.py::test_only_on_gw1"]["outcome"] == "passed"
     result.stdout.fnmatch_lines(
-        ["resumable: run * complete after 1 attempt (1 passed, 200 failed)"]
+        ["resumable: run * complete after 1 attempt (2 passed, 200 failed)"]
     )
 
 

@@ -827,8 +827,16 @@ class XdistControllerHooks:
             collected = recorder.each_collected
             for test in ids:
                 collected[test] = collected.get(test, 0) + 1
-        if controller.selected is not None or rest is COLLECTION_FAILED:
+        if rest is COLLECTION_FAILED:
             return  # a worker whose collection failed runs nothing; pytest reports why
+        if controller.selected is not None:
+            if recorder is not None and recorder.each:
+                # --dist each runs what every worker collected, and collections may differ
+                known = set(controller.selected)
+                more = [t for t in ids if t not in known]  # its share: nothing is carried
+                if more:
+                    controller._set_selected([*controller.selected, *more])
+            return
         # a test another plugin took out of the worker's items after ours is in neither list
         mine = controller._apply_shard([*ids, *rest])
         controller._set_selected(mine)
