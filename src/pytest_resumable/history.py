@@ -122,12 +122,9 @@ class RunState:
     def add(self, record: Any) -> None:
         """Fold one record of this run (a start, result or shard record)."""
         if isinstance(record, ResultRecord):
-            self.results[record.test] = record
-            pending = self.unfinished.get(record.attempt)
-            if pending is not None:
-                pending.discard(record.test)
+            self.add_events([(record.attempt, record.test, record)])
         elif isinstance(record, StartRecord):
-            self.unfinished.setdefault(record.attempt, set()).add(record.test)
+            self.add_events([(record.attempt, record.test, None)])
         elif isinstance(record, ShardRecord) and self.shard is None:
             self.shard = record
 

@@ -205,9 +205,7 @@ class Recorder:
             self._each_result(nodeid, "passed", line)
             return
         self.outcomes[nodeid] = "passed"
-        if self.writer is not None:
-            self.append(line)
-            self.written += 1
+        self._write_result(line)
 
     def _record(self, result: ResultRecord) -> None:
         if self.each:
