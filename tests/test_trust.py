@@ -479,6 +479,17 @@ def test_forked_child_returning_into_pytest_does_not_write(
     assert ends[0]["complete"] is True
 
 
+def test_the_fork_handler_holds_no_module_of_the_plugin() -> None:
+    """The interpreter keeps a fork handler past the teardown of every module at exit. One
+    with this package's globals kept their ``__loader__``, pytest's assertion-rewriting hook,
+    and through it the config and the whole session alive: ~0.35 s more CPU to exit after
+    10,000 tests (measured). The handler that runs in the child is the test above's."""
+    from pytest_resumable.journal import writer
+
+    assert set(writer.FORK_HANDLER.__globals__) == {"__builtins__"}
+    assert writer.FORK_HANDLER.__defaults__ == (writer._WRITERS,)
+
+
 # -- 8. -k narrowing an unfinished run
 
 

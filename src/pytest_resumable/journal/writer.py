@@ -17,11 +17,13 @@ it), and terminates a torn last line left by a writer that died mid-write.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import socket
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,20 +40,26 @@ if TYPE_CHECKING:
 _WRITERS: weakref.WeakSet[JournalWriter] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    # A test that forks and whose child returns into pytest must not make a second process
-    # write this session's records (duplicates, two end records): only the opener writes.
-    # The child also lets go of the descriptors: an inherited lock would outlive the parent.
-    for writer in list(_WRITERS):
-        writer.forked = True
-        for fd in (writer._fd, _lock_fd(writer._lock)):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+def _after_fork_in_child(writers: weakref.WeakSet[JournalWriter] = _WRITERS) -> None:
+    for writer in list(writers):
+        writer.after_fork_in_child()
 
 
+# The interpreter keeps a fork handler, and the globals of its function, until after it has
+# torn down every module at exit. This module's globals hold its ``__loader__``: pytest's
+# assertion-rewriting import hook, which holds the config and through it the whole session, so
+# the session outlived the teardown and the exit's collections walked it again: every
+# recording pytest process spent ~0.35 s more CPU exiting, at 10,000 tests (measured;
+# docs/architecture.md). The handler is the same code with globals of its own: builtins only,
+# the set of writers bound as its default.
+FORK_HANDLER = types.FunctionType(
+    _after_fork_in_child.__code__,
+    {"__builtins__": builtins},
+    "_after_fork_in_child",
+    _after_fork_in_child.__defaults__,
+)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=FORK_HANDLER)
 
 
 #: how often a waiter tries the lock again (filelock polls; its default, 50 ms, lets a process
@@ -209,6 +217,17 @@ class JournalWriter:
         _WRITERS.add(self)
 
     # -- public
+
+    def after_fork_in_child(self) -> None:
+        """Called in a forked child (a test that forks and whose child returns into pytest):
+        a second process must never write this session's records (duplicates, two end
+        records), and the child lets go of the descriptors (an inherited lock would outlive
+        the parent)."""
+        self.forked = True
+        for fd in (self._fd, _lock_fd(self._lock)):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def open(self) -> None:
         """Check that the journal can be written: take the lock once and open the file.
