@@ -66,3 +66,34 @@ def test_cost_table_runs_every_row_on_a_tiny_suite() -> None:
         "| CPU per carried test at 98%",
     ]
     assert all(row.count(" | ") == 2 for row in rows)  # label, single, -n 2
+
+
+def test_phases_accounts_every_phase_of_both_sides() -> None:
+    # a 30-test suite: the figures mean nothing, but every phase must be there, the phases
+    # must add up to the whole process, and the exit after atexit must be measured
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "phases.py"), "--tests", "30", "--pairs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")]
+    figures = {row[0][2:]: row[1:] for row in rows[1:]}
+    assert list(figures) == [
+        "pytest and plugins loaded",
+        "configure, session start",
+        "collection",
+        "between",
+        "test loop",
+        "session end, atexit",
+        "exit after atexit (module teardown)",
+        "whole process",
+    ]
+    for column in (0, 1):  # off, on
+        values = {k: float(v[column].split()[0]) for k, v in figures.items()}
+        whole = values.pop("whole process")
+        assert whole > 0.05
+        assert abs(sum(values.values()) - whole) < 0.005, values
