@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_resumable.defaults import CACHE_SUBDIR, DEFAULT_COMPACT_BYTES, JOURNAL_NAME
 from pytest_resumable.journal.records import FSYNC_MODES, FsyncMode
 
 if TYPE_CHECKING:
     import pytest
 
-JOURNAL_NAME = "journal.jsonl"
-CACHE_SUBDIR = "resumable"
 ORDER_MODES = ("duration", "none")
-DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)

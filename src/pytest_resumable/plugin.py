@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_resumable.options import DEFAULT_COMPACT_BYTES, JOURNAL_NAME
+from pytest_resumable.defaults import DEFAULT_COMPACT_BYTES, JOURNAL_NAME
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_resumable.sharding import ShardRule, members, split_for
+if TYPE_CHECKING:  # imported when sharding: a worker of a plain run does not pay for it
+    from pytest_resumable.sharding import ShardRule
 
 WORKERINPUT_KEY = "resumable"
 #: an execnet channel in ``workerinput``: the worker sends :func:`not_run_now_message` on it
@@ -59,6 +60,8 @@ class WorkerSnapshot:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkerSnapshot:
         shard = data.get("shard")
+        if shard is not None:
+            from pytest_resumable.sharding import ShardRule
         return cls(
             run=str(data["run"]),
             attempt=int(data["attempt"]),
@@ -80,6 +83,8 @@ def arrange(
 
     mine: set[str] | None = None
     if snapshot.shard is not None:
+        from pytest_resumable.sharding import members, split_for
+
         split = split_for(snapshot.shard, ids, snapshot.durations)
         mine = set(members(snapshot.shard, ids, split))
     skip = snapshot.carried
