@@ -468,7 +468,12 @@ def test_forked_child_returning_into_pytest_does_not_write(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
     pytester.makepyfile(test_fork=FORKER)
-    pytester.runpytest_subprocess("-p", "no:xdist")
+    # a tiny compaction threshold: the session end compacts; the child's end must not
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "-o", "resume_compact_bytes=1")
+    # the child's session ends too (its terminal prints on the same output); only the
+    # parent ends the attempt and says the last line
+    last_lines = [line for line in result.outlines if line.startswith("resumable: run ")]
+    assert len(last_lines) == 1, result.outlines
     [attempt] = suite.records("attempt")
     ends = [e for e in suite.records("end") if e["attempt"] == attempt["attempt"]]
     assert len(ends) == 1, ends
@@ -477,6 +482,51 @@ def test_forked_child_returning_into_pytest_does_not_write(
         f"test_fork.py::{name}" for name in ("test_a", "test_b_forks", "test_c", "test_d")
     )
     assert ends[0]["complete"] is True
+
+
+GRANDCHILD = """
+import os
+
+def test_a_daemon_style_double_fork():
+    # the child opens pipes (one gets the number of a descriptor the fork handler closed: the
+    # lowest free numbers are handed out) and forks again; the grandchild writes to them all
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            pipes = [os.pipe() for _ in range(16)]
+            grandchild = os.fork()
+            if grandchild == 0:
+                code = 3
+                try:
+                    for r, w in pipes:
+                        os.fstat(r)  # EBADF if the fork handler closed it
+                        os.write(w, b"ok")
+                    code = 0
+                finally:
+                    os._exit(code)
+            for _, w in pipes:
+                os.close(w)
+            _, code = os.waitpid(grandchild, 0)
+            read = all(os.read(r, 2) == b"ok" for r, _ in pipes)
+            status = os.waitstatus_to_exitcode(code) or (0 if read else 2)
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+"""
+
+
+def test_a_forked_childs_own_fork_leaves_the_childs_descriptors_alone(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(test_grandchild=GRANDCHILD)
+    off = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:resumable")
+    off.assert_outcomes(passed=1)
+    on = pytester.runpytest_subprocess("-p", "no:xdist")
+    on.assert_outcomes(passed=1)
+    [result] = suite.records("result")
+    assert result["outcome"] == "passed"
 
 
 def test_the_fork_handler_holds_no_module_of_the_plugin() -> None:

@@ -71,6 +71,9 @@ class ControllerPlugin:
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
+        #: the process of this session: a forked child of a test that returns into pytest
+        #: ends the session too, and must neither end nor compact the attempt
+        self._pid = os.getpid()
         self.settings = settings
         self.active = False
         self.plan: AttemptPlan | None = None
@@ -438,6 +441,8 @@ class ControllerPlugin:
         if self._finished:
             return
         self._finished = True
+        if os.getpid() != self._pid:
+            return  # a forked child (its writer writes nothing): the parent ends the attempt
         try:
             self._end_attempt(session)
         finally:

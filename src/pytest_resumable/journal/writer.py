@@ -223,11 +223,16 @@ class JournalWriter:
         a second process must never write this session's records (duplicates, two end
         records), and the child lets go of the descriptors (an inherited lock would outlive
         the parent)."""
+        if self.forked:
+            # a child's child: the descriptors were closed in the child, and their numbers may
+            # be the child's own files now (a pipe it opened before forking again)
+            return
         self.forked = True
-        for fd in (self._fd, _lock_fd(self._lock)):
-            if fd is not None:
+        fd, self._fd = self._fd, None
+        for number in (fd, _lock_fd(self._lock)):
+            if number is not None:
                 with contextlib.suppress(OSError):
-                    os.close(fd)
+                    os.close(number)
 
     def open(self) -> None:
         """Check that the journal can be written: take the lock once and open the file.
