@@ -59,9 +59,11 @@ class WorkerSnapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkerSnapshot:
-        shard = data.get("shard")
-        if shard is not None:
+        shard: ShardRule | None = None
+        if data.get("shard") is not None:
             from pytest_resumable.sharding import ShardRule
+
+            shard = ShardRule.from_dict(data["shard"])
         return cls(
             run=str(data["run"]),
             attempt=int(data["attempt"]),
@@ -69,7 +71,7 @@ class WorkerSnapshot:
             order=str(data["order"]),
             dist=str(data["dist"]),
             durations=json.loads(data["durations"]),
-            shard=ShardRule.from_dict(shard) if shard is not None else None,
+            shard=shard,
         )
 
 
