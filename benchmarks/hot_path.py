@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import cost
 
 PROBE = """
 import atexit, json, os, resource, time
@@ -80,14 +83,10 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="resumable-hot-"))
     try:
-        (root / "pytest.ini").write_text("[pytest]\n")
-        (root / "test_trivial.py").write_text(
-            f"import pytest\n\n@pytest.mark.parametrize('i', range({args.tests}))\n"
-            "def test_t(i):\n    pass\n"
-        )
+        cost.make_suite(root, args.tests)
         (root / "hot_path_probe.py").write_text(PROBE)
         out = root / "out.json"
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env = cost.env()
         env.update(PYTHONPATH=str(root), HOT_PATH_OUT=str(out))
         rows = []
         for _ in range(args.runs):

@@ -26,6 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+import cost
+
 PROBE = """
 import atexit, json, os, time
 import pytest
@@ -75,8 +79,7 @@ EXIT = "exit after atexit (module teardown)"
 
 
 def run(root: Path, args: list[str], out: Path, src: str | None) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = cost.env()
     path = [src, str(root)] if src else [str(root)]
     env.update(PYTHONPATH=os.pathsep.join(path), PHASES_OUT=str(out))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,11 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="resumable-phases-"))
     try:
-        (root / "pytest.ini").write_text("[pytest]\n")
-        (root / "test_trivial.py").write_text(
-            f"import pytest\n\n@pytest.mark.parametrize('i', range({args.tests}))\n"
-            "def test_t(i):\n    pass\n"
-        )
+        cost.make_suite(root, args.tests)
         (root / "phases_probe.py").write_text(PROBE)
         out = root / "out.json"
         runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
