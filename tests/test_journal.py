@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -504,3 +505,106 @@ def test_durations_are_the_latest_of_the_runs_wanted(tmp_path: Path, exclude: bo
     got = read_history(path, detail=lambda r: False, durations=wanted).durations
     latest = 2.0 if exclude else 3.0
     assert got == {"t.py::a": latest, 't.py::b[\u00fc"]': latest + 0.5, "t.py::c": 7.0}
+
+
+_runs = st.sampled_from([f"r{i}" for i in range(12)])
+_fold_lines = st.one_of(
+    st.builds(RunRecord, run=_runs, time=st.floats(0, 10), resume_id=st.none() | st.just("ci")),
+    st.builds(AttemptRecord, run=_runs, attempt=st.integers(1, 3), time=st.floats(0, 10)),
+    st.builds(StartRecord, run=_runs, attempt=st.integers(1, 3), test=text),
+    st.builds(
+        ResultRecord,
+        run=_runs,
+        attempt=st.integers(1, 3),
+        test=text,
+        outcome=st.sampled_from(["passed", "failed", "crashed"]),
+        duration=st.floats(0, 1e3),
+        message=st.none() | text,
+    ),
+    st.builds(
+        EndRecord,
+        run=_runs,
+        attempt=st.integers(1, 3),
+        time=st.floats(0, 10),
+        status=st.integers(0, 5),
+        selected=st.integers(0, 9),
+        results=st.integers(0, 9),
+        complete=st.booleans(),
+    ),
+).map(encode)
+_fold_journals = st.tuples(
+    st.lists(
+        _fold_lines
+        | st.binary(max_size=90).map(lambda b: b.replace(b"\n", b"") + b"\n")
+        | _fold_lines.map(lambda line: b"x" + line),  # a test line glued after garbage
+        max_size=40,
+    ),
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),  # a torn tail
+).map(lambda t: encode(HeaderRecord(VERSION, 1.0)) + b"".join(t[0]) + t[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_fold_journals, st.sampled_from([1, 7, 64, 159]), st.booleans())
+def test_the_fold_does_not_depend_on_where_the_blocks_end(
+    data: bytes, size: int, newest_only: bool
+) -> None:
+    """The journal is read in blocks of whole lines; a line cut by a block's end is read again
+    with the next one, and a line longer than :data:`codec.MAX_LINE` (160 bytes here; a block
+    is never longer, as 8 MB is not beside 32 MB) is skipped wherever it falls: every block
+    size folds the same history, when runs are read in detail (searches deferred and held
+    across blocks) or not."""
+    from pytest_resumable import history as history_module
+    from pytest_resumable.journal import codec
+
+    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        path.write_bytes(data)
+        mp.setattr(codec, "MAX_LINE", 160)
+
+        def read(block: int) -> object:
+            mp.setattr(history_module, "BLOCK", block)
+            return read_history(
+                path,
+                newest_detail_only=newest_only,
+                durations=lambda record: record.resume_id is None,
+            )
+
+        assert read(size) == read(160)
+
+
+def test_a_superseded_runs_lines_are_never_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session reads the newest run of its identity in detail: an older one's test lines
+    are dropped unsearched when the newer run begins (the old run spans three blocks here,
+    within the bound held), and the newest run's lines, spread over many more blocks than
+    are held, are all found, in order."""
+    from pytest_resumable import history as history_module
+    from pytest_resumable.journal import codec
+
+    lines = [encode(HeaderRecord(VERSION, 1.0))]
+    for run, tests in (("old", 30), ("new", 200)):
+        lines += [encode(RunRecord(run, 1.0)), encode(AttemptRecord(run, 1, 1.0))]
+        prefix = start_prefix(run, 1)
+        for i in range(tests):
+            lines += [
+                start_line(prefix, f"t.py::{i}"),
+                passed_line(run, 1, f"t.py::{i}", 0.1, 1, None),
+            ]
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(lines))
+    searched: list[str] = []
+    real = codec.run_lines
+
+    def run_lines(run: str, data: bytes, start: int, end: int) -> list[bytes]:
+        searched.append(run)
+        return real(run, data, start, end)
+
+    monkeypatch.setattr(codec, "run_lines", run_lines)
+    monkeypatch.setattr(history_module, "BLOCK", 4096)
+    history = read_history(path, newest_detail_only=True)
+    assert set(searched) == {"new"}
+    assert list(history.runs["new"].results) == [f"t.py::{i}" for i in range(200)]
+    assert history.runs["new"].in_flight(1) == set()
+    assert not history.runs["old"].detailed
+    assert history.runs["old"].results == {}

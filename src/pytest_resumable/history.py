@@ -147,6 +147,10 @@ class History:
         return None
 
 
+#: bytes read at a time (the whole lines of a block are searched together)
+BLOCK = 8 << 20
+
+
 def _all(record: RunRecord) -> bool:
     return True
 
@@ -174,8 +178,8 @@ def read_history(
     if f is None:
         return fold.history
     with no_collection(), f:
-        for block in codec.line_blocks(f, limit, fold.stats):
-            fold.block(block)
+        for data, end in codec.line_blocks(f, limit, fold.stats, BLOCK):
+            fold.block(data, end)
         return fold.finish()
 
 
@@ -194,11 +198,57 @@ def no_collection() -> Iterator[None]:
             gc.enable()
 
 
+class _RunLines:
+    """The start and result lines of one run read in detail, kept raw. They are searched for
+    in the blocks that hold them only when wanted (at the end of the read), or when the blocks
+    waiting for a search exceed :attr:`HELD_BLOCKS` (memory stays bounded): a run that a newer
+    run of its identity supersedes is dropped without a search."""
+
+    #: 32 MB with the reader's blocks: the lines of a run of ~150,000 tests
+    HELD_BLOCKS = 4
+
+    __slots__ = ("blocks", "found", "run", "segments")
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.found: list[bytes] = []
+        self.segments: list[tuple[bytes, int, int]] = []
+        self.blocks = 0
+
+    def add_segment(self, data: bytes, start: int, end: int) -> None:
+        if not self.segments or self.segments[-1][0] is not data:
+            if self.blocks == self.HELD_BLOCKS:
+                self.search()
+            self.blocks += 1
+        self.segments.append((data, start, end))
+
+    def add_line(self, raw: bytes) -> None:
+        if self.segments:
+            self.search()
+        self.found.append(raw)
+
+    def search(self) -> None:
+        run, found = self.run, self.found
+        for data, start, end in self.segments:
+            found.extend(codec.run_lines(run, data, start, end))
+        self.segments = []
+        self.blocks = 0
+
+    def lines(self) -> list[bytes]:
+        self.search()
+        return self.found
+
+
 class _Fold:
     """The state of one pass. The test lines of runs read in detail are kept raw and decoded
     once at the end, only for the runs still wanted then (a journal of a hundred runs of one
-    identity decodes one); the result lines of other runs give durations, extracted by a
-    regular expression over batches of lines (C speed) instead of decoded one by one."""
+    identity searches and decodes one); the result lines of other runs give durations,
+    extracted by a regular expression over batches of lines (C speed) instead of decoded one
+    by one."""
+
+    #: more runs in detail than this (the command line tools read every run): each block's
+    #: test lines are sorted to their runs in one search
+    FEW_RUNS = 8
 
     def __init__(
         self,
@@ -215,52 +265,51 @@ class _Fold:
         self.durations = durations
         self.shard_records = shard_records
         self.stats = ReadStats()
-        self.raw: dict[str, list[bytes]] = {}  # detailed run -> its test lines, undecoded
+        self.raw: dict[str, _RunLines] = {}  # detailed run -> its test lines, undecoded
         self.newest: str | None = None
         self.excluded: set[bytes] = set()  # run ids whose durations are not wanted
         self.with_shard: set[str] = set()
         self.latest: dict[bytes, bytes] = {}  # test key -> duration text
         self.header_pending = True
 
-    def block(self, data: bytes) -> None:
-        """Fold a block of whole lines. Searches at C speed: the few lines that are not start
-        or result lines (run, attempt, end... records) by a regular expression; between them,
-        the test lines of the runs read in detail, and every result's duration. A block with
-        lines of any other shape (garbage, another key order) is folded line by line."""
+    def block(self, data: bytes, end: int) -> None:
+        """Fold the whole lines ``data[:end]``. Searches at C speed: the few lines that are
+        not start or result lines (run, attempt, end... records) by a regular expression;
+        between them, the test lines of the runs read in detail, and every result's duration.
+        A block with lines of any other shape (garbage, another key order) is folded line by
+        line."""
         metas = [
             (m.start(), m.end())
-            for m in codec.META_LINE.finditer(data)
+            for m in codec.META_LINE.finditer(data, 0, end)
             if m.start() == 0 or data[m.start() - 1] == 10
         ]
-        tests = codec.count_test_lines(data)
-        if data.count(b"\n") != tests + len(metas):
+        tests = codec.count_test_lines(data, 0, end)
+        if data.count(b"\n", 0, end) != tests + len(metas):
             # split at newlines only (bytes.splitlines also splits at "\r", which would make a
             # record of what follows a "\r" inside a garbage line)
-            lines = data.split(b"\n")
-            last = lines.pop()
+            lines = data[:end].split(b"\n")
+            lines.pop()  # empty: the block ends with a newline
             for raw in lines:
                 self.slow_line(raw + b"\n")
-            if last:
-                self.slow_line(last)
             return
         pos = 0
-        for start, end in [*metas, (len(data), len(data))]:
+        for start, stop in [*metas, (end, end)]:
             if start > pos:
                 self._tests(data, pos, start)
-            if end > start:
-                self.line(data[start:end])
-            pos = end
+            if stop > start:
+                self.line(data[start:stop])
+            pos = stop
 
     def _tests(self, data: bytes, start: int, end: int) -> None:
-        if len(self.raw) > 8:  # the command line tools: every run in detail
+        if len(self.raw) > self.FEW_RUNS:
             raw_of = self.raw.get
             for line, run_b in codec.all_run_lines(data, start, end):
                 pending = raw_of(run_b.decode("utf-8", "replace"))
                 if pending is not None:
-                    pending.append(line)
+                    pending.found.append(line)
         else:
-            for run, lines in self.raw.items():
-                lines.extend(codec.run_lines(run, data, start, end))
+            for lines in self.raw.values():
+                lines.add_segment(data, start, end)
         if self.durations is not None:
             latest, excluded = self.latest, self.excluded
             if not excluded:
@@ -278,7 +327,7 @@ class _Fold:
         is_result, run_b = fast
         pending = self.raw.get(run_b.decode("utf-8", "replace"))
         if pending is not None:
-            pending.append(raw)
+            pending.add_line(raw)
         if is_result and self.durations is not None and run_b not in self.excluded:
             for _run, test, value in codec.result_durations(raw, 0, len(raw)):
                 self.latest[test] = value
@@ -302,7 +351,7 @@ class _Fold:
     def _test_record(self, record: ResultRecord | StartRecord) -> None:
         pending = self.raw.get(record.run)
         if pending is not None:
-            pending.append(codec.encode(record))
+            pending.add_line(codec.encode(record))
         elif (
             isinstance(record, ResultRecord)
             and self.durations is not None
@@ -354,12 +403,15 @@ class _Fold:
                 runs[self.newest].detailed = False
                 del self.raw[self.newest]
             self.newest = record.run
-            self.raw[record.run] = []
+            self.raw[record.run] = _RunLines(record.run)
+            if len(self.raw) == self.FEW_RUNS + 1:  # from now on sorted block by block
+                for lines in self.raw.values():
+                    lines.search()
 
     def finish(self) -> History:
         history = self.history
         for run_id, lines in self.raw.items():
-            events, corrupt = codec.test_events(lines)
+            events, corrupt = codec.test_events(lines.lines())
             self.stats.corrupt += corrupt
             history.runs[run_id].add_events(events)
         history.corrupt = self.stats.corrupt

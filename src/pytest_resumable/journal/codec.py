@@ -668,38 +668,56 @@ def lines_of_run(run: str) -> re.Pattern[bytes]:
 
 
 def line_blocks(f: Any, limit: int | None, stats: Any, size: int = 8 << 20) -> Any:
-    """Blocks of whole lines read from ``f`` up to byte ``limit``; a line longer than
-    :data:`MAX_LINE` is skipped and counted in ``stats.corrupt``; a last line without ``\\n``
-    (a write in progress, a torn write) is not returned."""
+    """Blocks of whole lines read from ``f`` (a seekable file) up to byte ``limit``, as
+    ``(data, end)``: the lines are ``data[:end]``, never copied out of what was read. The part
+    line after them is read again with the next block (a seek back, not a concatenation of
+    megabytes). A line longer than :data:`MAX_LINE` is skipped and counted in
+    ``stats.corrupt``; a last line without ``\\n`` (a write in progress, a torn write) is not
+    returned."""
     left = limit
-    rest = b""
+    rest = b""  # a line without its newline yet: longer than a block, or at the end for now
     skipping = False
     while True:
         want = size if left is None else min(size, left)
         data = f.read(want) if want > 0 else b""
-        if left is not None:
-            left -= len(data)
         if not data:
             return
-        data = rest + data
-        end = data.rfind(b"\n")
+        if left is not None:
+            left -= len(data)
+        read = len(data)
+        end = data.rfind(b"\n") + 1
+        if rest:
+            data = rest + data
+            if end:
+                end += len(rest)
+                first = data.find(b"\n") + 1
+                if first > MAX_LINE:  # the line gathered is too long after all
+                    stats.corrupt += 1
+                    data, end = data[first:], end - first
+            rest = b""
         if skipping:
-            if end < 0:
-                rest = b""
+            if end == 0:
                 continue
             first = data.find(b"\n") + 1
             data, end, skipping = data[first:], end - first, False
-        if end < 0:
+        if end == 0:
             rest = data
             if len(rest) > MAX_LINE:
                 stats.corrupt += 1
                 rest, skipping = b"", True
             continue
-        rest = data[end + 1 :]
-        if len(rest) > MAX_LINE:
-            stats.corrupt += 1
-            rest, skipping = b"", True
-        yield data[: end + 1]
+        tail = len(data) - end
+        if tail:
+            if read == want:
+                # the block ended inside a line that goes on: read it again, from its start,
+                # with the next block (``tail`` came from this read: what was gathered before
+                # holds no newline)
+                f.seek(-tail, 1)
+                if left is not None:
+                    left += tail
+            else:  # the end of the file for now: a write in progress, kept to join its end
+                rest = data[end:]
+        yield data, end
 
 
 def test_key(raw: bytes) -> bytes | None:
