@@ -507,7 +507,7 @@ def test_durations_are_the_latest_of_the_runs_wanted(tmp_path: Path, exclude: bo
     assert got == {"t.py::a": latest, 't.py::b[\u00fc"]': latest + 0.5, "t.py::c": 7.0}
 
 
-_runs = st.sampled_from([f"r{i}" for i in range(12)])
+_runs = st.sampled_from([*(f"r{i}" for i in range(12)), "a\\b", 'q"', "c\r"])
 _fold_lines = st.one_of(
     st.builds(RunRecord, run=_runs, time=st.floats(0, 10), resume_id=st.none() | st.just("ci")),
     st.builds(AttemptRecord, run=_runs, attempt=st.integers(1, 3), time=st.floats(0, 10)),
@@ -536,7 +536,13 @@ _fold_journals = st.tuples(
     st.lists(
         _fold_lines
         | st.binary(max_size=90).map(lambda b: b.replace(b"\n", b"") + b"\n")
-        | _fold_lines.map(lambda line: b"x" + line),  # a test line glued after garbage
+        | _fold_lines.map(lambda line: b"x" + line)  # a test line glued after garbage
+        # garbage that begins as a test line (found by a fresh-eyes test)
+        | st.tuples(
+            st.sampled_from([b'{"type":"start","run":"', b'{"type":"result","run":"']),
+            st.sampled_from([b"", b'r1"', b'r2","attempt":1,']),
+            st.binary(max_size=40),
+        ).map(lambda t: (t[0] + t[1] + t[2]).replace(b"\n", b"") + b"\n"),
         max_size=40,
     ),
     st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),  # a torn tail
@@ -552,7 +558,9 @@ def test_the_fold_does_not_depend_on_where_the_blocks_end(
     with the next one, and a line longer than :data:`codec.MAX_LINE` (160 bytes here; a block
     is never longer, as 8 MB is not beside 32 MB) is skipped wherever it falls: every block
     size folds the same history, when runs are read in detail (searches deferred and held
-    across blocks) or not."""
+    across blocks) or not. A block with garbage in it is read line by line, and still reads
+    and counts what a clean block would (garbage that begins as a test line, run ids with
+    escapes: found by a fresh-eyes test)."""
     from pytest_resumable import history as history_module
     from pytest_resumable.journal import codec
 
@@ -608,3 +616,36 @@ def test_a_superseded_runs_lines_are_never_searched(
     assert history.runs["new"].in_flight(1) == set()
     assert not history.runs["old"].detailed
     assert history.runs["old"].results == {}
+
+
+def test_the_lines_waiting_for_a_search_hold_one_span_a_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Meta lines between every test line (found by a fresh-eyes test: a record type this
+    version ignores) cut a block into a stretch per line; what waits for the search is still
+    one span per block, at most ``HELD_BLOCKS`` of them (it was one tuple per stretch, ~400 MB
+    held for eight runs), and the lines found are the same."""
+    from pytest_resumable import history as history_module
+
+    lines = [encode(HeaderRecord(VERSION, 1.0))]
+    for run in ("a", "b"):
+        lines += [encode(RunRecord(run, 1.0)), encode(AttemptRecord(run, 1, 1.0))]
+    for i in range(300):
+        for run in ("a", "b"):
+            lines += [start_line(start_prefix(run, 1), f"t.py::{i}"), b'{"type":"x"}\n']
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(lines))
+    held: list[int] = []
+    real = history_module._RunLines.search
+
+    def search(self: history_module._RunLines) -> None:
+        held.append(len(self.segments))
+        real(self)
+
+    monkeypatch.setattr(history_module._RunLines, "search", search)
+    monkeypatch.setattr(history_module, "BLOCK", 2048)
+    history = read_history(path)
+    assert held
+    assert max(held) <= history_module._RunLines.HELD_BLOCKS
+    for run in ("a", "b"):
+        assert history.runs[run].in_flight(1) == {f"t.py::{i}" for i in range(300)}

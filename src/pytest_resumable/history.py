@@ -147,6 +147,8 @@ class History:
         return None
 
 
+_TEST_PREFIXES = (codec.START_PREFIX, codec.RESULT_PREFIX)
+
 #: bytes read at a time (the whole lines of a block are searched together)
 BLOCK = 8 << 20
 
@@ -216,10 +218,15 @@ class _RunLines:
         self.blocks = 0
 
     def add_segment(self, data: bytes, start: int, end: int) -> None:
-        if not self.segments or self.segments[-1][0] is not data:
-            if self.blocks == self.HELD_BLOCKS:
-                self.search()
-            self.blocks += 1
+        segments = self.segments
+        if segments and segments[-1][0] is data:
+            # one span per block: what lies between is meta lines, which never begin as a
+            # test line (one glued inside makes the search start over anchored)
+            segments[-1] = (data, segments[-1][1], end)
+            return
+        if self.blocks == self.HELD_BLOCKS:
+            self.search()
+        self.blocks += 1
         self.segments.append((data, start, end))
 
     def add_line(self, raw: bytes) -> None:
@@ -320,17 +327,14 @@ class _Fold:
                     latest[test] = value
 
     def slow_line(self, raw: bytes) -> None:
-        fast = codec.test_line_run(raw)
-        if fast is None:
+        """A line of a block read line by line: one that begins as a start or result line is
+        searched for exactly as in a clean block (so a block's shape never changes what is
+        read, nor what is counted corrupt: the lines of runs read in detail are decoded,
+        those of other runs are not read)."""
+        if raw.startswith(_TEST_PREFIXES):
+            self._tests(raw, 0, len(raw))
+        else:
             self.line(raw)
-            return
-        is_result, run_b = fast
-        pending = self.raw.get(run_b.decode("utf-8", "replace"))
-        if pending is not None:
-            pending.add_line(raw)
-        if is_result and self.durations is not None and run_b not in self.excluded:
-            for _run, test, value in codec.result_durations(raw, 0, len(raw)):
-                self.latest[test] = value
 
     def line(self, raw: bytes) -> None:
         """A line that is not a start or result line in this package's layout."""
