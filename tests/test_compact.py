@@ -339,3 +339,23 @@ def test_compaction_keeps_an_older_run_a_live_session_is_recording(tmp_path: Pat
         holder.stdout.close()
     compact(path, keep_runs=1)  # the session is gone: the older run can no longer be resumed
     assert set(read_history(path).runs) == {"newer"}
+
+
+def test_compaction_keeps_the_results_of_a_run_whose_id_has_an_escape(tmp_path: Path) -> None:
+    """Found by a fresh-eyes test: a hand-made run id with a backslash (JSON-escaped in the
+    line) lost every result to compaction, whose fast path took the escaped bytes for the id."""
+    path = tmp_path / "journal.jsonl"
+    writer = JournalWriter(path)
+    for record in [
+        RunRecord("a\\b", 1.0),
+        AttemptRecord("a\\b", 1, 1.0),
+        StartRecord("a\\b", 1, "t.py::x"),
+        ResultRecord("a\\b", 1, "t.py::x", "passed", 0.1),
+        StartRecord("a\\b", 1, "t.py::y"),
+    ]:
+        writer.append(record)
+    writer.close()
+    compact(path, keep_runs=1)
+    state = read_history(path).runs["a\\b"]
+    assert set(state.results) == {"t.py::x"}
+    assert state.in_flight(1) == {"t.py::y"}

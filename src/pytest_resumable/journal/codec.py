@@ -610,14 +610,21 @@ def _anchored(pattern: re.Pattern[bytes]) -> re.Pattern[bytes]:
 
 def test_line_run(raw: bytes) -> tuple[bool, bytes] | None:
     """``(is_result, run id bytes)`` of a start or result line written in this layout, else
-    ``None`` (then decode the line). A run id never holds a quote or backslash (8 hex digits)."""
+    ``None`` (then decode the line). This package's run ids are 8 hex digits; one with a
+    backslash (an escape, in a hand-made journal) is ``None`` too: its bytes are not the id."""
     if raw.startswith(RESULT_PREFIX):
         end = raw.find(b'"', 24)
-        return (True, raw[24:end]) if end > 0 and raw.endswith(b"}\n") else None
-    if raw.startswith(START_PREFIX):
+        run = raw[24:end]
+        is_result = True
+    elif raw.startswith(START_PREFIX):
         end = raw.find(b'"', 23)
-        return (False, raw[23:end]) if end > 0 and raw.endswith(b"}\n") else None
-    return None
+        run = raw[23:end]
+        is_result = False
+    else:
+        return None
+    if end < 0 or b"\\" in run or not raw.endswith(b"}\n"):
+        return None
+    return is_result, run
 
 
 # A result line as this package writes it: the test and duration, read at C speed. Not
@@ -628,7 +635,8 @@ _RESULT_DURATION = re.compile(
     rb'"outcome":"[a-z]+","duration":([0-9.eE+-]+)[,}]',
 )
 _TEST_KEY = re.compile(
-    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*","attempt":\d+,"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*")'
+    rb'\{"type":"(?:start|result)","run":"[^"\\\n]*(?:\\.[^"\\\n]*)*","attempt":\d+,'
+    rb'"test":("[^"\\\n]*(?:\\.[^"\\\n]*)*")'
 )
 
 
