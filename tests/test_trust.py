@@ -536,51 +536,8 @@ def test_the_fork_handler_holds_no_module_of_the_plugin() -> None:
     10,000 tests (measured). The handler that runs in the child is the test above's."""
     from pytest_resumable.journal import writer
 
-    assert set(writer.FORK_HANDLERS) == {"before", "after_in_parent", "after_in_child"}
-    for handler in writer.FORK_HANDLERS.values():
-        assert set(handler.__globals__) == {"__builtins__"}
-        assert handler.__defaults__ == (writer._WRITERS,)
-
-
-FORKS_OFTEN = """
-import os, warnings
-from pytest_resumable.journal.writer import _WRITERS
-
-def lease_thread():
-    [writer] = [w for w in _WRITERS if not w.forked]
-    return writer._thread is not None and writer._thread.is_alive()
-
-def test_a():
-    pass
-
-def test_forks_often():
-    assert lease_thread()  # test_a's lines started it
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # Python 3.12+: a fork with threads running warns
-        for _ in range(30):
-            pid = os.fork()
-            if pid == 0:
-                os._exit(0)
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
-    assert [str(w.message) for w in caught] == []
-    assert lease_thread()  # started again after each fork
-
-def test_c():
-    pass
-"""
-
-
-def test_the_lease_thread_is_stopped_for_a_fork_and_started_again(
-    suite: Suite, pytester: pytest.Pytester
-) -> None:
-    """A test that forks gets no "multi-threaded fork" warning from recording (Python 3.12+)
-    and the child no dead thread holding the session: the lease thread stops before each
-    fork and starts again in the parent at once; every result is recorded."""
-    pytester.makepyfile(test_forks=FORKS_OFTEN)
-    on = pytester.runpytest_subprocess("-p", "no:xdist")
-    on.assert_outcomes(passed=3)
-    assert [r["outcome"] for r in suite.records("result")] == ["passed"] * 3
+    assert set(writer.FORK_HANDLER.__globals__) == {"__builtins__"}
+    assert writer.FORK_HANDLER.__defaults__ == (writer._WRITERS,)
 
 
 # -- 8. -k narrowing an unfinished run

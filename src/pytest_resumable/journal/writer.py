@@ -17,7 +17,6 @@ it), and terminates a torn last line left by a writer that died mid-write.
 
 from __future__ import annotations
 
-import _thread
 import builtins
 import contextlib
 import os
@@ -41,97 +40,26 @@ if TYPE_CHECKING:
 _WRITERS: weakref.WeakSet[JournalWriter] = weakref.WeakSet()
 
 
-def _before_fork(writers: weakref.WeakSet[JournalWriter] = _WRITERS) -> None:
-    for writer in list(writers):
-        writer.before_fork()
-
-
-def _after_fork_in_parent(writers: weakref.WeakSet[JournalWriter] = _WRITERS) -> None:
-    for writer in list(writers):
-        writer.after_fork_in_parent()
-
-
 def _after_fork_in_child(writers: weakref.WeakSet[JournalWriter] = _WRITERS) -> None:
     for writer in list(writers):
         writer.after_fork_in_child()
 
 
-def _own_globals(function: Callable[..., None]) -> types.FunctionType:
-    """``function``'s code with globals of its own: builtins only (its defaults bind the rest).
-
-    The interpreter keeps fork handlers, and the globals of their functions, until after it
-    has torn down every module at exit. This module's globals hold its ``__loader__``: pytest's
-    assertion-rewriting import hook, which holds the config and through it the whole session,
-    so the session outlived the teardown and the exit's collections walked it again: every
-    recording pytest process spent ~0.35 s more CPU exiting, at 10,000 tests (measured;
-    docs/architecture.md)."""
-    assert isinstance(function, types.FunctionType)
-    return types.FunctionType(
-        function.__code__,
-        {"__builtins__": builtins},
-        function.__name__,
-        function.__defaults__,
-    )
-
-
-#: the fork handlers, registered once: before a fork the lease thread stops (a process with
-#: threads should not fork: Python 3.12 warns, and the child would keep a dead thread's frame,
-#: and through it the session); the parent starts it again at once; the child lets go of the
-#: journal's descriptors and never writes
-FORK_HANDLERS = {
-    "before": _own_globals(_before_fork),
-    "after_in_parent": _own_globals(_after_fork_in_parent),
-    "after_in_child": _own_globals(_after_fork_in_child),
-}
+# The interpreter keeps a fork handler, and the globals of its function, until after it has
+# torn down every module at exit. This module's globals hold its ``__loader__``: pytest's
+# assertion-rewriting import hook, which holds the config and through it the whole session, so
+# the session outlived the teardown and the exit's collections walked it again: every
+# recording pytest process spent ~0.35 s more CPU exiting, at 10,000 tests (measured;
+# docs/architecture.md). The handler is the same code with globals of its own: builtins only,
+# the set of writers bound as its default.
+FORK_HANDLER = types.FunctionType(
+    _after_fork_in_child.__code__,
+    {"__builtins__": builtins},
+    "_after_fork_in_child",
+    _after_fork_in_child.__defaults__,
+)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(**FORK_HANDLERS)
-
-
-class _LeaseThread:
-    """The lease thread. Started with ``_thread.start_new_thread``, not ``threading.Thread``,
-    whose ``start()`` waits until the new thread has run: ~0.1 ms, and up to ~1 ms right after
-    a fork (measured), which the lease thread is started again after. Daemonic: never waited
-    for at exit (``close()`` ends it)."""
-
-    name = "pytest-resumable-journal"
-
-    def __init__(self, target: Callable[[], None]) -> None:
-        self._target = target
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        self.ident: int | None = None
-        self.native_id: int | None = None
-        _thread.start_new_thread(self._run, ())
-
-    def _run(self) -> None:
-        self.ident = _thread.get_ident()
-        self.native_id = _thread.get_native_id()
-        try:
-            self._target()
-        finally:
-            self._done.release()
-
-    def is_current(self) -> bool:
-        return self.ident == _thread.get_ident()
-
-    def is_alive(self) -> bool:
-        return self._done.locked()
-
-    def join(self, timeout: float) -> None:
-        if self._done.acquire(timeout=timeout):
-            self._done.release()
-
-
-def _wait_thread_gone(native_id: int | None) -> None:
-    """Before Python 3.13, ``join()`` returns when the thread's Python state is gone, a moment
-    before the OS thread ends; a fork in that moment counts it (Python 3.12's warning reads
-    the OS's count). Wait for it to end: a few microseconds, 10 ms at most."""
-    task = f"/proc/self/task/{native_id}"
-    if native_id is None or not os.path.exists(task):
-        return
-    deadline = time.monotonic() + 0.01
-    while os.path.exists(task) and time.monotonic() < deadline:
-        time.sleep(0.00005)
+    os.register_at_fork(after_in_child=FORK_HANDLER)
 
 
 #: how often a waiter tries the lock again (filelock polls; its default, 50 ms, lets a process
@@ -277,7 +205,7 @@ class JournalWriter:
         self._last_sync = 0.0
         self._closing = False
         self._stopping = False
-        self._thread: _LeaseThread | None = None
+        self._thread: threading.Thread | None = None
         #: ``created`` of the header of the file this writer started in: a file at the path
         #: with another one is not ours (deleted, or replaced by someone; compaction keeps it)
         self._created: float | None = None
@@ -286,7 +214,6 @@ class JournalWriter:
         #: how often the journal was found deleted or replaced by another file
         self.replaced = 0
         self.forked = False
-        self._restart = False  # the lease thread was stopped for a fork
         _WRITERS.add(self)
 
     # -- public
@@ -306,38 +233,6 @@ class JournalWriter:
             if number is not None:
                 with contextlib.suppress(OSError):
                     os.close(number)
-
-    def before_fork(self) -> None:
-        """Stop the lease thread for a ``fork`` (a test's, multiprocessing's, pytest-forked's):
-        the lease and the pending sync stay as they are, and :meth:`after_fork_in_parent`
-        starts the thread again, to release and sync on time. ~0.1-0.2 ms a fork."""
-        thread = self._thread
-        if self.forked or thread is None or thread.is_current():
-            return
-        # a fork from a signal handler that interrupted an append of this very thread must
-        # not wait for itself (then the thread stays, and Python 3.12 may warn)
-        if not self._mutex.acquire(timeout=1.0):
-            return
-        try:
-            self._stopping = True
-            self._cond.notify_all()
-        finally:
-            self._mutex.release()
-        thread.join(timeout=5)
-        with self._cond:
-            self._stopping = False
-            if thread.is_alive():  # pragma: no cover - an fsync that takes seconds
-                return
-            self._thread = None
-            self._restart = True
-        _wait_thread_gone(thread.native_id)
-
-    def after_fork_in_parent(self) -> None:
-        with self._cond:
-            if self._restart:
-                self._restart = False
-                if not self._closing and (self._held or self._dirty):
-                    self._wake()
 
     def open(self) -> None:
         """Check that the journal can be written: take the lock once and open the file.
@@ -392,7 +287,7 @@ class JournalWriter:
                 self._fd = None
             if self._held:
                 self._release()
-        if self._thread is not None and not self._thread.is_current():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
     # -- lease
@@ -402,33 +297,29 @@ class JournalWriter:
         """Stop the lease thread (releasing the lease) for a ``fork``: a process with threads
         should not fork (Python 3.12 warns, and a lock held by the thread would be held
         forever in the child). The next append starts the thread again."""
-        self._stop_thread()
-        yield
-
-    def _stop_thread(self) -> None:
         thread = self._thread
         with self._cond:
-            if self._fd is not None and self._dirty and self.fsync != "never":
-                with contextlib.suppress(OSError):
-                    os.fsync(self._fd)
-                self._dirty = False
             if self._held:
+                if self._fd is not None and self._dirty and self.fsync != "never":
+                    with contextlib.suppress(OSError):
+                        os.fsync(self._fd)
+                    self._dirty = False
                 self._release()
             self._stopping = True
             self._cond.notify_all()
-        if thread is None:
-            return
-        thread.join(timeout=5)
+        if thread is not None:
+            thread.join(timeout=5)
         with self._cond:
-            self._stopping = False
-            if thread.is_alive():  # pragma: no cover - a sync that takes seconds
-                return
             self._thread = None
-        _wait_thread_gone(thread.native_id)
+            self._stopping = False
+        yield
 
     def _wake(self) -> None:
         if self._thread is None:
-            self._thread = _LeaseThread(self._lease_loop)
+            self._thread = threading.Thread(
+                target=self._lease_loop, name="pytest-resumable-journal", daemon=True
+            )
+            self._thread.start()
         else:
             self._cond.notify()
 
