@@ -313,7 +313,7 @@ class _Fold:
             for line, run_b in codec.all_run_lines(data, start, end):
                 pending = raw_of(run_b.decode("utf-8", "replace"))
                 if pending is not None:
-                    pending.found.append(line)
+                    pending.add_line(line)
         else:
             for lines in self.raw.values():
                 lines.add_segment(data, start, end)
