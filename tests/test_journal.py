@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_resumable.history import read_history
-from pytest_resumable.journal import writer as writer_module
 from pytest_resumable.journal.codec import (
     cap_text,
     decode,
@@ -41,7 +40,7 @@ from pytest_resumable.journal.records import (
     ShardRecord,
     StartRecord,
 )
-from pytest_resumable.journal.writer import FileLock, JournalWriter, LockBusy
+from pytest_resumable.journal.writer import JournalWriter
 
 text = st.text(st.characters(codec="utf-8"), max_size=40)
 results = st.builds(
@@ -308,88 +307,6 @@ def test_lock_held_too_long_is_one_clear_error(tmp_path: Path) -> None:
         assert "0.3 s" in message
         writer.close()
     assert not path.exists() or b"r" not in path.read_bytes()
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
-def test_our_lock_and_filelocks_exclude_each_other(tmp_path: Path) -> None:
-    """On POSIX the writer takes flock itself; a writer of a release that took it through
-    filelock, or the CLI of one, must still be kept out, both ways."""
-    import filelock
-
-    path = tmp_path / "journal.jsonl"
-    ours = FileLock(Path(f"{path}.lock"), 1)
-    ours.acquire(timeout=1)
-    theirs = filelock.FileLock(f"{path}.lock", thread_local=False)
-    with pytest.raises(filelock.Timeout):
-        theirs.acquire(timeout=0.1)
-    ours.release()
-    theirs.acquire(timeout=1)
-    try:
-        with pytest.raises(LockBusy):
-            FileLock(Path(f"{path}.lock"), 0).acquire(timeout=0.1)
-    finally:
-        theirs.release()
-    assert ours.fallback is None  # flock worked here: filelock was never asked
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
-def test_where_flock_is_refused_the_lock_falls_back_to_filelock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import errno
-    import fcntl
-
-    class NoFlock:  # what a file system without flock support answers
-        LOCK_EX, LOCK_NB, LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_NB, fcntl.LOCK_UN
-
-        @staticmethod
-        def flock(fd: int, op: int) -> None:
-            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
-
-    monkeypatch.setattr(writer_module, "_fcntl", NoFlock)
-    path = tmp_path / "journal.jsonl"
-    writer = JournalWriter(path, lock_timeout=1)
-    writer.append(RunRecord("r", 1.0))
-    writer.close()
-    assert writer._lock.fallback is not None
-    assert [type(r).__name__ for r in iter_records(path, ReadStats())] == ["RunRecord"]
-
-
-def test_a_recording_session_is_freed_before_the_interpreter_tears_down(
-    pytester: pytest.Pytester,
-) -> None:
-    """With filelock 4 imported, its audit hook (kept by the interpreter to its very end)
-    reached ``typing``'s overload registry, and through any assertion-rewritten module with an
-    ``@overload`` (hypothesis, or a conftest) pytest's rewriting hook and the whole session:
-    every recording process's exit walked the session again (~0.4 s at 10,000 tests)."""
-    pytester.makeconftest(
-        """
-        import os, sys, typing
-
-        @typing.overload
-        def f(x: int) -> int: ...
-        @typing.overload
-        def f(x: str) -> str: ...
-        def f(x):
-            return x
-
-        class Sentinel:
-            def __del__(self):
-                os.write(2, b"the session is freed\\n")
-
-        def pytest_configure(config):
-            config.resumable_test_sentinel = Sentinel()
-
-        def pytest_unconfigure(config):
-            print("filelock imported:", "filelock" in sys.modules)
-        """
-    )
-    pytester.makepyfile("def test_one():\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:xdist", "-s")
-    result.assert_outcomes(passed=1)
-    assert "resumable: run" in result.stdout.str()  # it recorded
-    result.stdout.fnmatch_lines(["filelock imported: False"])
-    assert "the session is freed" in result.stderr.str()
 
 
 def test_journal_path_is_a_directory(tmp_path: Path) -> None:

@@ -1,9 +1,7 @@
 """The single writer of a journal and its lock lease.
 
 Each record is one ``os.write`` of a whole line to a file opened with ``O_APPEND``, made while
-this process holds the lock on ``<journal>.lock`` (:class:`FileLock`: ``flock`` on POSIX, which is
-what ``filelock.FileLock`` takes there, so both exclude each other; ``filelock`` itself where
-``flock`` is missing). Taking that lock costs ~70-90 µs
+this process holds ``filelock.FileLock`` on ``<journal>.lock``. Taking that lock costs ~70-90 µs
 (measured), more than a trivial test's 3 % budget, so the lock is *leased*: taken at the first
 append, kept across the appends that follow, and released by a background thread once appends
 pause for ``idle`` seconds or the lease is ``max_hold`` seconds old. Other writers and
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import errno
 import os
 import socket
 import threading
@@ -30,12 +27,15 @@ import types
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytest_resumable.journal.codec import encode
 from pytest_resumable.journal.errors import JournalError, JournalLockTimeout
 from pytest_resumable.journal.reader import check_trusted, read_header
 from pytest_resumable.journal.records import VERSION, FsyncMode, HeaderRecord, Record
+
+if TYPE_CHECKING:
+    import filelock
 
 _WRITERS: weakref.WeakSet[JournalWriter] = weakref.WeakSet()
 
@@ -81,7 +81,7 @@ def lock_holder(lock_path: Path) -> str | None:
 
 
 def take_lock(
-    lock: FileLock,
+    lock: filelock.BaseFileLock,
     lock_path: Path,
     timeout: float,
     on_wait: Callable[[str], None] | None = None,
@@ -93,6 +93,8 @@ def take_lock(
     deleted file excludes nobody) and writes ``<pid> <host>`` into it for whoever waits next.
     Raises :class:`JournalLockTimeout` or :class:`JournalError` with one line.
     """
+    import filelock as fl
+
     deadline = time.monotonic() + timeout
     told = False
     for _ in range(100):  # the lock file can be deleted under us only so often
@@ -100,7 +102,7 @@ def take_lock(
             try:
                 # a lease lasts 0.5 s at most: say who holds the lock only when it lasts longer
                 lock.acquire(timeout=min(timeout, 1.0), poll_interval=_POLL)
-            except LockBusy:
+            except fl.Timeout:
                 holder = lock_holder(lock_path)
                 if on_wait is not None and not told:
                     told = True
@@ -112,7 +114,7 @@ def take_lock(
                 if remaining <= 0:
                     raise
                 lock.acquire(timeout=remaining, poll_interval=_POLL)
-        except LockBusy:
+        except fl.Timeout:
             holder = lock_holder(lock_path)
             raise JournalLockTimeout(
                 f"resumable: waited {timeout:g} s for the journal lock {lock_path}, held by "
@@ -154,129 +156,17 @@ def _plain_file(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
-def _lock_fd(lock: FileLock) -> int | None:
-    if lock.fd is not None:
-        return lock.fd
+def _lock_fd(lock: filelock.BaseFileLock) -> int | None:
     # filelock keeps the descriptor in ``_context.lock_file_fd`` (3.12+); no public API
-    context = getattr(lock.fallback, "_context", lock.fallback)
+    context = getattr(lock, "_context", lock)
     fd = getattr(context, "lock_file_fd", None)
     return fd if isinstance(fd, int) else None
 
 
-class LockBusy(Exception):
-    """The lock is still held by someone else when the wait ends."""
+def new_lock(lock_path: Path, timeout: float) -> filelock.BaseFileLock:
+    import filelock
 
-
-try:
-    import fcntl as _fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    _fcntl = None  # type: ignore[assignment]
-
-_LOCK_FLAGS = (
-    os.O_RDWR
-    | os.O_CREAT
-    | os.O_NONBLOCK  # a FIFO planted at the path must not block the open
-    | getattr(os, "O_NOFOLLOW", 0)  # nor a symlink lead the open to someone's file
-    | getattr(os, "O_CLOEXEC", 0)
-)
-
-
-class FileLock:
-    """An exclusive lock on ``path``: ``flock`` on a descriptor of our own on POSIX, the same
-    lock ``filelock.FileLock`` takes there, so both kinds of writer exclude each other.
-
-    filelock is imported only where ``flock`` is missing (not POSIX) or refused (some network
-    file systems: filelock then falls back to a lock of its own). Importing filelock 4 on every
-    recording start cost ~7 ms, and it installs an audit hook that the interpreter keeps until
-    its very end: through the modules it reaches (``typing``'s overload registry), the hook
-    kept any assertion-rewritten package alive, with pytest's rewriting hook, the config and
-    the whole session, so the exit's collections walked the session again (~0.4 s at 10,000
-    tests with hypothesis installed; docs/architecture.md).
-    """
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        self.path = path
-        self.timeout = timeout
-        self.fd: int | None = None
-        #: ``filelock.FileLock`` where ``flock`` does not work
-        self.fallback: Any = None
-        if _fcntl is None:  # pragma: no cover - not POSIX
-            self._use_filelock()
-
-    def _use_filelock(self) -> None:
-        import filelock
-
-        self.fallback = filelock.FileLock(self.path, timeout=self.timeout, thread_local=False)
-
-    def acquire(self, timeout: float, poll_interval: float = _POLL) -> None:
-        """Wait up to ``timeout`` seconds for the lock; :class:`LockBusy` when it stays held,
-        ``OSError`` when the lock file cannot be opened (a directory, a symlink)."""
-        if self.fallback is None:
-            if self.fd is not None:
-                return  # held (a lease is taken once; like filelock's, the lock is ours)
-            deadline = _monotonic() + timeout
-            try:
-                fd = os.open(self.path, _LOCK_FLAGS, 0o644)
-            except FileNotFoundError:  # as filelock does: the directory is made
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, _LOCK_FLAGS, 0o644)
-            try:
-                while True:
-                    try:
-                        _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if _monotonic() >= deadline:
-                            raise LockBusy(str(self.path)) from None
-                        time.sleep(poll_interval)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno not in _NO_FLOCK:
-                    raise
-                self._use_filelock()  # flock refused here: filelock knows what else works
-            except BaseException:
-                os.close(fd)
-                raise
-            else:
-                self.fd = fd
-                return
-        import filelock
-
-        try:
-            self.fallback.acquire(timeout=timeout, poll_interval=poll_interval)
-        except filelock.Timeout:
-            raise LockBusy(str(self.path)) from None
-
-    def release(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            # closing the descriptor drops the lock (``LOCK_UN`` first: a forked child may
-            # share the open file)
-            with contextlib.suppress(OSError):
-                _fcntl.flock(fd, _fcntl.LOCK_UN)
-            os.close(fd)
-        elif self.fallback is not None:
-            self.fallback.release()
-
-    def forget(self) -> None:
-        """In a forked child: close our copy of the descriptor, without unlocking the open
-        file it shares with the parent, which still holds the lock."""
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-#: ``flock`` errors that mean "not supported here", not "held by someone else"
-_NO_FLOCK = frozenset(
-    getattr(errno, name)
-    for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS", "EINVAL")
-    if hasattr(errno, name)
-)
-
-
-def new_lock(lock_path: Path, timeout: float) -> FileLock:
-    return FileLock(lock_path, timeout)
+    return filelock.FileLock(lock_path, timeout=timeout, thread_local=False)
 
 
 class JournalWriter:
@@ -339,9 +229,7 @@ class JournalWriter:
             return
         self.forked = True
         fd, self._fd = self._fd, None
-        lock_fd = _lock_fd(self._lock) if self._lock.fallback is not None else None
-        self._lock.forget()
-        for number in (fd, lock_fd):
+        for number in (fd, _lock_fd(self._lock)):
             if number is not None:
                 with contextlib.suppress(OSError):
                     os.close(number)
@@ -650,10 +538,14 @@ class AttemptLock:
 
     def take(self) -> str | None:
         """Take the lock; ``None`` when taken, else who holds it (``pid 12 on host``)."""
+        import filelock
+
         try:
             take_lock(self._lock, self.path, 0)
         except JournalLockTimeout:
             return lock_holder(self.path) or "another process"
+        except filelock.Timeout:  # pragma: no cover - take_lock converts it
+            return "another process"
         self._held = True
         return None
 
