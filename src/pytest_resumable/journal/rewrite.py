@@ -35,7 +35,13 @@ from pytest_resumable.journal.records import (
     ShardRecord,
     StartRecord,
 )
-from pytest_resumable.journal.writer import attempt_alive, lock_journal_file, new_lock, take_lock
+from pytest_resumable.journal.writer import (
+    attempt_alive,
+    lock_journal_file,
+    new_lock,
+    new_queue,
+    take_lock,
+)
 
 #: runs kept by default: the newest ones, whatever their state
 DEFAULT_KEEP_RUNS = 3
@@ -83,15 +89,16 @@ def kept_runs(history: History, keep: int) -> set[str]:
 
 
 @contextlib.contextmanager
-def locked(path: Path, timeout: float) -> Iterator[None]:
-    """Hold ``<path>.lock`` (the lock every writer of ``path`` takes)."""
+def locked(path: Path, timeout: float, setting: str = "--lock-timeout") -> Iterator[None]:
+    """Hold ``<path>.lock`` (the lock every writer of ``path`` takes). ``setting`` is what a
+    timeout tells the user to raise."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise JournalError(f"resumable: cannot create {path.parent}: {exc.strerror}") from exc
     lock_path = Path(f"{path}.lock")
     lock = new_lock(lock_path, timeout)
-    take_lock(lock, lock_path, timeout)
+    take_lock(lock, lock_path, timeout, queue=new_queue(lock_path), setting=setting)
     try:
         # and the journal file itself, as writers do while they append: if someone deleted
         # the lock file while a writer held its lease, this waits for that writer
