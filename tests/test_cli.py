@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import cli as run_cli
@@ -116,3 +117,49 @@ def test_show_unknown_run_or_outcome_is_exit_2_and_one_line(tmp_path: Path) -> N
         assert out.stderr.startswith(message), out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
         assert "Traceback" not in out.stderr
+
+
+def test_lock_timeout_must_be_finite_and_not_negative(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    write_journal(journal)
+    before = journal.read_bytes()
+    for command in (["compact", "--journal", str(journal)], ["merge", str(journal), "-o", "o"]):
+        for value in ("-1", "nan", "inf", "soon"):
+            result = cli(*command, f"--lock-timeout={value}", cwd=tmp_path)
+            assert result.returncode == 2
+            assert (
+                f"argument --lock-timeout: expected a number of seconds >= 0, got {value!r}"
+            ) in result.stderr
+            assert "Traceback" not in result.stderr
+    assert journal.read_bytes() == before
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_busy_lock_names_the_commands_option(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    write_journal(journal)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import filelock, sys, time\n"
+            "lock = filelock.FileLock(sys.argv[1]); lock.acquire()\n"
+            "print('held', flush=True)\ntime.sleep(600)\n",
+            f"{journal}.lock",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
+        result = cli("compact", "--journal", journal, "--lock-timeout=0.2", cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"pytest-resumable: waited 0.2 s for the journal lock {journal}.lock, held by another "
+        "process; try again, or raise --lock-timeout"
+    ]

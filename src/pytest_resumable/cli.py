@@ -105,6 +105,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (``nan`` would wait forever, ``-1`` too in filelock)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
 class UsageProblem(Exception):
     """A command-line mistake found after parsing: exit 2, one line."""
 
@@ -293,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dropped, their durations kept in a summary. Runs that can still be resumed are kept",
     )
     comp.add_argument(
-        "--lock-timeout", type=float, default=30.0, help="seconds to wait for the lock"
+        "--lock-timeout", type=_seconds, default=30.0, help="seconds to wait for the lock"
     )
     comp.set_defaults(func=cmd_compact)
 
@@ -301,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     mrg.add_argument("inputs", nargs="+", type=Path, metavar="IN")
     mrg.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     mrg.add_argument(
-        "--lock-timeout", type=float, default=30.0, help="seconds to wait for OUT's lock"
+        "--lock-timeout", type=_seconds, default=30.0, help="seconds to wait for OUT's lock"
     )
     mrg.set_defaults(func=cmd_merge)
 
