@@ -537,7 +537,7 @@ def test_the_fork_handler_holds_no_module_of_the_plugin() -> None:
     from pytest_resumable.journal import writer
 
     assert set(writer.FORK_HANDLER.__globals__) == {"__builtins__"}
-    assert writer.FORK_HANDLER.__defaults__ == (writer._WRITERS,)
+    assert writer.FORK_HANDLER.__defaults__ == (writer._WRITERS, writer._LOCKS)
 
 
 # -- 8. -k narrowing an unfinished run

@@ -97,7 +97,7 @@ def locked(path: Path, timeout: float, setting: str = "--lock-timeout") -> Itera
     except OSError as exc:
         raise JournalError(f"resumable: cannot create {path.parent}: {exc.strerror}") from exc
     lock_path = Path(f"{path}.lock")
-    lock = new_lock(lock_path, timeout)
+    lock = new_lock(lock_path)
     take_lock(lock, lock_path, timeout, queue=new_queue(lock_path), setting=setting)
     try:
         # and the journal file itself, as writers do while they append: if someone deleted

@@ -1,15 +1,16 @@
 """The single writer of a journal and its lock lease.
 
 Each record is one ``os.write`` of a whole line to a file opened with ``O_APPEND``, made while
-this process holds ``filelock.FileLock`` on ``<journal>.lock``. Taking that lock costs ~70-90 µs
-(measured), more than a trivial test's 3 % budget, so the lock is *leased*: taken at the first
-append, kept across the appends that follow, and released by a background thread once appends
-pause for ``idle`` seconds or the lease is ``max_hold`` seconds old. Waiters take it in turn
-(a queue of POSIX record locks in ``<journal>.lock.queue``, :func:`take_lock`): with up to
-three waiting, each waits at most ~``max_hold`` per writer ahead of it. No record waits in a
-buffer: each is in the
-file (the OS page cache) when :meth:`JournalWriter.append_bytes` returns, so killing the process
-at any moment loses nothing, and the OS drops the lock of a dead process.
+this process holds the lock on ``<journal>.lock`` (:class:`FileLock`: ``flock`` on POSIX, the
+lock ``filelock.FileLock`` takes there, so both exclude each other). Taking it (queue, lock,
+the checks below) costs ~25 µs (measured; ~75 µs through filelock), too much for every record
+of a trivial test, so the lock is *leased*: taken at the first append, kept across the appends
+that follow, and released by a background thread once appends pause for ``idle`` seconds or
+the lease is ``max_hold`` seconds old. Waiters take it in turn (a queue of POSIX record locks
+in ``<journal>.lock.queue``, :func:`take_lock`): with up to three waiting, each waits about
+``max_hold`` per writer ahead of it. No record waits in a buffer: each is in the file (the OS
+page cache) when :meth:`JournalWriter.append_bytes` returns, so killing the process at any
+moment loses nothing, and the OS drops the lock of a dead process.
 
 Each time the lock is taken the writer re-checks that the lock file it locked is still the one
 at the path (someone may delete it: a lock on a deleted file excludes nobody) and that its open
@@ -39,10 +40,23 @@ from pytest_resumable.journal.records import VERSION, FsyncMode, HeaderRecord, R
 if TYPE_CHECKING:
     import filelock
 
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    _fcntl = None  # type: ignore[assignment]
+
 _WRITERS: weakref.WeakSet[JournalWriter] = weakref.WeakSet()
+_LOCKS: weakref.WeakSet[FileLock] = weakref.WeakSet()
 
 
-def _after_fork_in_child(writers: weakref.WeakSet[JournalWriter] = _WRITERS) -> None:
+def _after_fork_in_child(
+    writers: weakref.WeakSet[JournalWriter] = _WRITERS,
+    locks: weakref.WeakSet[FileLock] = _LOCKS,
+) -> None:
+    # first every lock (the journal's, an attempt's, a compaction's): a child that outlives a
+    # killed session must not keep them held; then the writers' journal descriptors
+    for lock in list(locks):
+        lock.forget()
     for writer in list(writers):
         writer.after_fork_in_child()
 
@@ -53,7 +67,7 @@ def _after_fork_in_child(writers: weakref.WeakSet[JournalWriter] = _WRITERS) -> 
 # the session outlived the teardown and the exit's collections walked it again: every
 # recording pytest process spent ~0.35 s more CPU exiting, at 10,000 tests (measured;
 # docs/architecture.md). The handler is the same code with globals of its own: builtins only,
-# the set of writers bound as its default.
+# the sets of writers and locks bound as its defaults.
 FORK_HANDLER = types.FunctionType(
     _after_fork_in_child.__code__,
     {"__builtins__": builtins},
@@ -154,18 +168,9 @@ class _Wait:
             time.sleep(min(_POLL, end - now))
         return True
 
-    def acquire(self, lock: filelock.BaseFileLock) -> bool:
+    def acquire(self, lock: FileLock) -> bool:
         """Acquire ``lock`` by the deadline; ``False`` if it stayed busy."""
-        import filelock as fl
-
-        def attempt() -> bool:
-            try:
-                lock.acquire(timeout=0)
-            except fl.Timeout:
-                return False
-            return True
-
-        return self.poll(attempt)
+        return self.poll(lock.try_acquire)
 
 
 class _Queue:
@@ -240,7 +245,7 @@ def _open_queue(path: Path) -> int:
 
 
 def take_lock(
-    lock: filelock.BaseFileLock,
+    lock: FileLock,
     lock_path: Path,
     timeout: float,
     on_wait: Callable[[str], None] | None = None,
@@ -275,7 +280,7 @@ def take_lock(
         queue.leave()
 
 
-def _take_lock(lock: filelock.BaseFileLock, lock_path: Path, wait: _Wait) -> None:
+def _take_lock(lock: FileLock, lock_path: Path, wait: _Wait) -> None:
     for _ in range(100):  # the lock file can be deleted under us only so often
         try:
             got = wait.acquire(lock)
@@ -285,7 +290,7 @@ def _take_lock(lock: filelock.BaseFileLock, lock_path: Path, wait: _Wait) -> Non
             ) from exc
         if not got:
             raise wait.timed_out()
-        fd = _lock_fd(lock)
+        fd = lock.fd
         on_path: os.stat_result | None = None
         try:
             on_path = os.stat(lock_path)
@@ -317,17 +322,94 @@ def _plain_file(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
-def _lock_fd(lock: filelock.BaseFileLock) -> int | None:
-    # filelock keeps the descriptor in ``_context.lock_file_fd`` (3.12+); no public API
-    context = getattr(lock, "_context", lock)
-    fd = getattr(context, "lock_file_fd", None)
-    return fd if isinstance(fd, int) else None
+_LOCK_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_NONBLOCK  # a FIFO planted at the path must not block the open
+    | getattr(os, "O_NOFOLLOW", 0)  # nor a symlink lead the open to someone's file
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 
-def new_lock(lock_path: Path, timeout: float) -> filelock.BaseFileLock:
-    import filelock
+class FileLock:
+    """An exclusive lock on ``path``: ``flock`` on a descriptor of our own on POSIX, the lock
+    ``filelock.FileLock`` takes there, so writers of earlier releases (which took it through
+    filelock) and this one exclude each other. ``filelock`` only where there is no ``fcntl``.
 
-    return filelock.FileLock(lock_path, timeout=timeout, thread_local=False)
+    Why not filelock itself: importing filelock 4 installs an audit hook that the interpreter
+    keeps to its very end. Through ``typing``'s overload registry the hook reached every
+    assertion-rewritten module with an ``@overload`` (hypothesis's, a conftest's), and from
+    their ``__loader__`` pytest's rewriting hook, the config and the whole session: the exit's
+    collections walked the session again (+0.6 s of CPU at 10,000 tests with hypothesis
+    installed; docs/architecture.md). Its fork handlers also gate a release while another
+    thread forks, which deadlocked an earlier attempt at a fork-safe lease thread.
+
+    Where ``flock`` is refused (some network file systems) the lock cannot be taken: the
+    caller says so in one line and the session runs unrecorded. A forked child closes its copy
+    of the descriptor at once (:func:`_after_fork_in_child`): a child that outlives a killed
+    session must not keep its locks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self._fallback: filelock.BaseFileLock | None = None
+        if _fcntl is None:  # pragma: no cover - not POSIX
+            import filelock
+
+            self._fallback = filelock.FileLock(path, timeout=0, thread_local=False)
+        _LOCKS.add(self)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; ``False`` if someone holds it. ``OSError`` when the
+        lock file cannot be opened (a directory, a symlink) or ``flock`` is refused."""
+        if self._fallback is not None:  # pragma: no cover - not POSIX
+            import filelock
+
+            try:
+                self._fallback.acquire(timeout=0)
+            except filelock.Timeout:
+                return False
+            return True
+        if self.fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, _LOCK_FLAGS, 0o644)
+        except FileNotFoundError:  # as filelock did: the directory is made
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, _LOCK_FLAGS, 0o644)
+        try:
+            _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fallback is not None:  # pragma: no cover - not POSIX
+            self._fallback.release()
+            return
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # drops the lock (no fork shares it: see forget())
+
+    def forget(self) -> None:
+        """In a forked child: close this process's copy of the descriptor. The lock belongs to
+        the open file the parent shares, so this leaves the parent's lock held (``LOCK_UN``
+        would drop it), and nothing of the child holds it once the parent is gone."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def new_lock(lock_path: Path) -> FileLock:
+    return FileLock(lock_path)
 
 
 class JournalWriter:
@@ -354,7 +436,7 @@ class JournalWriter:
         self._max_hold = max_hold
         self._fsync_interval = fsync_interval
         self._on_wait = on_wait
-        self._lock = new_lock(self.lock_path, lock_timeout)
+        self._lock = new_lock(self.lock_path)
         self._queue = new_queue(self.lock_path)
         # A raw lock: ``with`` on it is one C call on the per-record path.
         self._mutex = threading.Lock()
@@ -391,7 +473,8 @@ class JournalWriter:
             return
         self.forked = True
         fd, self._fd = self._fd, None
-        for number in (fd, _lock_fd(self._lock), self._queue.fd):
+        # (the lock's descriptor is closed by the fork handler, before this)
+        for number in (fd, self._queue.fd):
             if number is not None:
                 with contextlib.suppress(OSError):
                     os.close(number)
@@ -694,7 +777,7 @@ class AttemptLock:
     def __init__(self, journal: Path, run: str) -> None:
         safe = "".join(c for c in run if c.isalnum())[:64]
         self.path = journal.with_name(f"{journal.name}.run-{safe}.lock")
-        self._lock = new_lock(self.path, 0)
+        self._lock = new_lock(self.path)
         self._held = False
         self._pid = os.getpid()
 
