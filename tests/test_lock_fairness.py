@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,8 @@ import sys, time
 from pathlib import Path
 from pytest_resumable.journal.writer import JournalWriter
 path, go, stop = map(Path, sys.argv[1:4])
-writer = JournalWriter(path, max_hold=0.1, idle=0.1)
+lease = float(sys.argv[4]) if len(sys.argv) > 4 else 0.1
+writer = JournalWriter(path, max_hold=lease, idle=lease)
 writer.append_bytes(b'{"type":"x-nonstop"}\\n')
 go.touch()
 end = time.monotonic() + 60
@@ -190,3 +192,99 @@ def test_a_fifo_as_the_busy_lock_file_does_not_hang_the_session(
         "try again, or raise resume_lock_timeout; this session is not recorded"
     ]
     result.assert_outcomes(passed=1)
+
+
+HOLD_PLACE_0 = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+PLACE_TAKEN = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))
+except OSError:
+    print("taken")
+else:
+    print("free")
+"""
+
+
+def _place(queue: Path, place: int) -> str:
+    # POSIX record locks of this process never conflict with its own: ask another process
+    out = subprocess.run(
+        [sys.executable, "-c", PLACE_TAKEN, str(queue), str(place)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_a_writer_without_a_turn_keeps_its_place_while_it_waits(tmp_path: Path) -> None:
+    """Given up on a place held by a stopped waiter, a writer polls the lock without a turn,
+    but keeps the place it holds. When it let go of it, the queue was empty once the stopped
+    waiter went on: a writer whose lease ended walked through it and took the lock back at
+    once, and the others starved again (sessions stopped recording)."""
+    journal = tmp_path / "journal.jsonl"
+    queue = Path(f"{journal}.lock.queue")
+    with (
+        _reaped(HOLD_PLACE_0, str(queue)) as stopped,
+        _reaped(HOLD_LOCK, f"{journal}.lock") as holder,
+    ):
+        for helper in (stopped, holder):
+            assert helper.stdout is not None
+            assert helper.stdout.readline() == b"held\n"
+        writer = JournalWriter(journal, lock_timeout=60)
+        done = threading.Event()
+        thread = threading.Thread(
+            target=lambda: (writer.append(RunRecord("r", 1.0)), done.set()), daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not writer._queue.stuck:  # it gave up on place 0
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _place(queue, 1) == "taken"  # still in the queue, nobody can pass it
+        assert not done.is_set()
+        holder.kill()
+        holder.wait()
+        thread.join(timeout=60)
+        assert done.is_set()
+        assert _place(queue, 1) == "free"  # let go of once it holds the lock
+        writer.close()
+    assert b'"r"' in journal.read_bytes()
+
+
+def test_waiting_in_turn_behind_others_says_nothing(tmp_path: Path) -> None:
+    """ "waiting up to … for the journal lock" is for a lock held longer than a lease (a
+    stopped process). Waiting in the queue behind three writers whose leases last 0.6 s each
+    is normal: it was said in every session that shared a journal with a few others."""
+    journal, stop = tmp_path / "journal.jsonl", tmp_path / "stop"
+    goes = [tmp_path / f"go{k}" for k in range(3)]
+    with contextlib.ExitStack() as stack:
+        writers = [
+            stack.enter_context(_reaped(NONSTOP, str(journal), str(go), str(stop), "0.6"))
+            for go in goes
+        ]
+        for go, nonstop in zip(goes, writers, strict=True):
+            _wait_for(go, nonstop)
+        said: list[str] = []
+        waits = []
+        for attempt in range(2):
+            writer = JournalWriter(journal, lock_timeout=30, on_wait=said.append)
+            started = time.monotonic()
+            writer.append(RunRecord(f"waiter-{attempt}", 1.0))
+            waits.append(time.monotonic() - started)
+            writer.close()
+        stop.touch()
+        assert all(nonstop.wait(timeout=60) == 0 for nonstop in writers)
+    # behind two whole leases at least: longer than the second after which a wait is told
+    assert min(waits) > 1.0, waits
+    assert said == []

@@ -7,7 +7,7 @@ the checks below) costs ~25 µs (measured; ~75 µs through filelock), too much f
 of a trivial test, so the lock is *leased*: taken at the first append, kept across the appends
 that follow, and released by a background thread once appends pause for ``idle`` seconds or
 the lease is ``max_hold`` seconds old. Waiters take it in turn (a queue of POSIX record locks
-in ``<journal>.lock.queue``, :func:`take_lock`): with up to three waiting, each waits about
+in ``<journal>.lock.queue``, :func:`take_lock`): with up to eight waiting, each waits about
 ``max_hold`` per writer ahead of it. No record waits in a buffer: each is in the file (the OS
 page cache) when :meth:`JournalWriter.append_bytes` returns, so killing the process at any
 moment loses nothing, and the OS drops the lock of a dead process.
@@ -82,14 +82,19 @@ if hasattr(os, "register_at_fork"):
 #: that takes the lock again at once starve the others)
 _POLL = 0.005
 
-#: places in the queue of waiters for the journal lock: with this many, up to this many
-#: waiters plus the holder take the lock strictly in turn; more race for the last place
-QUEUE_PLACES = 3
+#: places in the queue of waiters for the journal lock: up to this many waiters plus the
+#: holder take the lock strictly in turn; more race for the last place
+QUEUE_PLACES = 8
 
-#: longest wait for a place in the queue before taking the lock without a turn. A place is
-#: held while the waiter ahead takes the lock, which a lease frees within ``max_hold``
-#: (0.5 s): only a waiter that is stopped (Ctrl-Z) holds one this long
+#: longest wait for a place in the queue before taking the lock without a turn. The queue
+#: moves on by one place each time the lock is taken, which a lease frees within
+#: ``max_hold`` (0.5 s): a place stays taken this long only behind a waiter that is stopped
+#: (Ctrl-Z), or while the lock is held long (a compaction, a writer of an earlier release)
 QUEUE_PATIENCE = 2.0
+
+#: how long a writer without a turn lets whoever is first in the queue go ahead, before it
+#: tries the lock (that one tries every 5 ms)
+_NO_TURN_DELAY = 2 * _POLL
 
 
 def new_queue(lock_path: Path) -> _Queue:
@@ -133,8 +138,7 @@ class _Wait:
     ) -> None:
         self.lock_path = lock_path
         self.timeout = timeout
-        self.started = time.monotonic()
-        self.deadline = self.started + timeout
+        self.deadline = time.monotonic() + timeout
         self.on_wait = on_wait
         self.setting = setting
         self.told = False
@@ -155,22 +159,27 @@ class _Wait:
             f"held by {holder or 'another process'}; try again, or raise {self.setting}"
         )
 
-    def poll(self, attempt: Callable[[], bool], limit: float | None = None) -> bool:
+    def poll(
+        self, attempt: Callable[[], bool], limit: float | None = None, tell: bool = False
+    ) -> bool:
         """Call ``attempt`` every 5 ms until it succeeds (``True``) or the deadline (or
-        ``limit``) passes (``False``); say who holds the lock once a second has passed."""
+        ``limit``) passes (``False``). With ``tell``, say who holds the lock once this poll
+        has lasted a second (a lease lasts 0.5 s at most; waiting in the queue behind others
+        is normal and says nothing)."""
+        started = time.monotonic()
         end = self.deadline if limit is None else min(self.deadline, limit)
         while not attempt():
             now = time.monotonic()
             if now >= end:
                 return False
-            if now - self.started >= 1.0:  # a lease lasts 0.5 s at most
+            if tell and now - started >= 1.0:
                 self.tell()
             time.sleep(min(_POLL, end - now))
         return True
 
     def acquire(self, lock: FileLock) -> bool:
         """Acquire ``lock`` by the deadline; ``False`` if it stayed busy."""
-        return self.poll(lock.try_acquire)
+        return self.poll(lock.try_acquire, tell=True)
 
 
 class _Queue:
@@ -179,9 +188,11 @@ class _Queue:
     last place, then each next place while still holding the one behind it, so nobody can
     pass it; it lets go of the place nearest the lock only once it holds the lock.
 
-    A place that stays taken for :data:`QUEUE_PATIENCE` (a waiter stopped with Ctrl-Z) is
-    given up on and the lock taken without a turn; until this writer gets through the whole
-    queue again it does not wait for a place (a stopped waiter would cost every lease 2 s).
+    A place that stays taken for :data:`QUEUE_PATIENCE` (see there) is given up on: the
+    lock is then polled without a turn, still holding the place behind it (so that nobody
+    can pass this writer), after letting whoever is first in the queue go ahead. Until this
+    writer gets through the whole queue again it does not wait for places, only tries them
+    once (a stopped waiter would cost every lease 2 s).
 
     Only for fairness: the journal lock alone keeps writers apart, so anything that goes
     wrong here (no ``fcntl``, an unwritable directory, a planted file) skips the queue."""
@@ -193,6 +204,8 @@ class _Queue:
         self.stuck = False  # a place stayed taken too long: try places once, do not wait
 
     def wait_turn(self, wait: _Wait) -> None:
+        """Wait for a turn: when this returns, this writer holds the place nearest the lock,
+        or the last one it got (no turn: it then waits :data:`_NO_TURN_DELAY` first)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
@@ -212,13 +225,22 @@ class _Queue:
                 patience = 0.0 if self.stuck else QUEUE_PATIENCE
                 if not wait.poll(attempt, limit=time.monotonic() + patience):
                     self.stuck = True  # a stopped waiter ahead (or the deadline): no turn
-                    return
+                    break
                 if self.held is not None:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.held)
                 self.held = place
-            self.stuck = False
+            else:
+                self.stuck = False
+                return
         except (OSError, JournalError):
-            pass  # no queue (see the class): the lock still keeps writers apart
+            self.leave()  # no queue (see the class): the lock still keeps writers apart
+            return
+        # No turn. The place held stays held while this writer polls the lock: whoever comes
+        # next, the writer whose lease ends included, queues behind it and cannot pass it
+        # (leaving it would empty the queue, and that writer would walk through and take the
+        # lock back at once: the starvation all over again). Let whoever is first in the
+        # queue, which tries every 5 ms, go first.
+        time.sleep(max(0.0, min(_NO_TURN_DELAY, wait.deadline - time.monotonic())))
 
     def leave(self) -> None:
         fd, self.fd, self.held = self.fd, None, None
@@ -262,8 +284,8 @@ def take_lock(
     waiting. Without it a writer that appends nonstop took the lock back within
     microseconds of releasing it, before a waiter polling every 5 ms could, and other
     sessions waited for tens of seconds (measured: 14.5 s with 3 writers) until one gave up
-    recording. A place held past :data:`QUEUE_PATIENCE` (a stopped waiter) is skipped: the
-    lock is then taken without a turn, as before.
+    recording. A place held past :data:`QUEUE_PATIENCE` (a stopped waiter) is given up on:
+    the lock is then taken without a turn (see :class:`_Queue`).
 
     Re-checks after locking that the lock file is still the file at the path (a lock on a
     deleted file excludes nobody) and writes ``<pid> <host>`` into it for whoever waits next.
@@ -273,11 +295,11 @@ def take_lock(
     if queue is None or timeout <= 0:
         _take_lock(lock, lock_path, wait)
         return
-    queue.wait_turn(wait)
     try:
+        queue.wait_turn(wait)
         _take_lock(lock, lock_path, wait)
     finally:
-        queue.leave()
+        queue.leave()  # also on Ctrl-C while waiting: no place is kept
 
 
 def _take_lock(lock: FileLock, lock_path: Path, wait: _Wait) -> None:
