@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,45 @@ def test_a_busy_lock_names_the_commands_option(tmp_path: Path) -> None:
         f"pytest-resumable: waited 0.2 s for the journal lock {journal}.lock, held by another "
         "process; try again, or raise --lock-timeout"
     ]
+
+
+def test_ctrl_c_while_waiting_for_the_lock_is_one_line(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    write_journal(journal)
+    before = journal.read_bytes()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import filelock, sys, time\n"
+            "lock = filelock.FileLock(sys.argv[1]); lock.acquire()\n"
+            "print('held', flush=True)\ntime.sleep(600)\n",
+            f"{journal}.lock",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
+        command = subprocess.Popen(
+            [sys.executable, "-m", "pytest_resumable", "compact", "--journal", str(journal)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # it says so once it has waited a second: then it is surely waiting
+        assert command.stderr is not None
+        assert command.stderr.readline().startswith(
+            f"pytest-resumable: waiting up to 30 s for the journal lock {journal}.lock, held by"
+        )
+        command.send_signal(signal.SIGINT)
+        _, err = command.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert command.returncode == 130
+    assert err.strip().splitlines() == ["pytest-resumable: interrupted"]
+    assert journal.read_bytes() == before

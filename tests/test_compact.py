@@ -359,3 +359,21 @@ def test_compaction_keeps_the_results_of_a_run_whose_id_has_an_escape(tmp_path: 
     state = read_history(path).runs["a\\b"]
     assert set(state.results) == {"t.py::x"}
     assert state.in_flight(1) == {"t.py::y"}
+
+
+def test_an_unusable_attempt_lock_path_keeps_the_run_and_compaction_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A directory (or symlink) where an old unfinished run's attempt lock would be: trying
+    that lock failed with 'Is a directory', which aborted every compaction of the journal."""
+    path = tmp_path / "journal.jsonl"
+    w = JournalWriter(path, fsync="never")
+    for run, t in (("older", 1.0), ("newer", 2.0)):
+        w.append(RunRecord(run, t))
+        w.append(AttemptRecord(run, 1, t))
+        w.append(StartRecord(run, 1, "t.py::test_a"))
+        w.append(ResultRecord(run, 1, "t.py::test_a", "passed", 0.1))
+    w.close()
+    (tmp_path / "journal.jsonl.run-older.lock").mkdir()
+    compact(path, keep_runs=1)
+    assert set(read_history(path).runs) == {"older", "newer"}  # it may be alive: kept

@@ -288,3 +288,77 @@ def test_waiting_in_turn_behind_others_says_nothing(tmp_path: Path) -> None:
     # behind two whole leases at least: longer than the second after which a wait is told
     assert min(waits) > 1.0, waits
     assert said == []
+
+
+HOLD_WHEN_TOLD = """
+import filelock, sys, time
+from pathlib import Path
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+lock = filelock.FileLock(sys.argv[1], thread_local=False)
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+WAITS_IN_A_TEST = """
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def test_one():
+    (HERE / "go").touch()
+    while not (HERE / "release").exists():  # the lease ends meanwhile; someone takes the lock
+        time.sleep(0.01)
+
+
+def test_two():
+    pass
+"""
+
+
+def test_ctrl_c_while_waiting_for_the_lock_exits_promptly(tmp_path: Path) -> None:
+    """Ctrl-C while a session waits for the journal lock: it waited a whole
+    resume_lock_timeout again for its end record (a second Ctrl-C then gave a traceback)."""
+    (tmp_path / "test_waits.py").write_text(WAITS_IN_A_TEST)
+    journal = tmp_path / "journal.jsonl"
+    with _reaped(HOLD_WHEN_TOLD, f"{journal}.lock", str(tmp_path / "go")) as holder:
+        session = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:xdist",
+                "-p",
+                "no:cacheprovider",
+                f"--resume-journal={journal}",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == b"held\n"
+            (tmp_path / "release").touch()
+            assert session.stdout is not None
+            for line in session.stdout:  # test_one's result waits for the lock
+                if "waiting up to 30 s for the journal lock" in line:
+                    break
+            session.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            rest = session.communicate(timeout=60)[0]
+            took = time.monotonic() - started
+        finally:
+            if session.poll() is None:
+                session.kill()
+                session.wait()
+    assert session.returncode == pytest.ExitCode.INTERRUPTED
+    assert took < 10, took  # not another 30 s
+    assert "Traceback" not in rest
+    assert "waited 1 s for the journal lock" in rest

@@ -201,3 +201,87 @@ def test_a_forked_child_keeps_no_lock_of_a_killed_session(pytester: pytest.Pytes
             session.wait()
         if child_pid:
             os.kill(child_pid, signal.SIGKILL)
+
+
+C_FORK_TEST = """
+import ctypes, os, time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize("i", range(12))
+def test_x(i):
+    if i == 3:
+        # fork() from C: Python's fork handlers do not run, the child shares every open file
+        if ctypes.CDLL(None).fork() == 0:
+            os.closerange(0, 3)
+            while not (HERE / "release-child").exists():
+                time.sleep(0.05)
+            os._exit(0)
+    time.sleep(0.15)  # longer than a lease's idle time: the lock is taken again each test
+"""
+
+
+def test_a_child_forked_from_c_does_not_keep_the_journal_lock(pytester: pytest.Pytester) -> None:
+    """Releasing the lock only by closing the descriptor left it held by such a child (it
+    shares the open file): the session then waited for its own lock and stopped recording."""
+    pytester.makepyfile(test_cfork=C_FORK_TEST)
+    journal = pytester.path / "journal.jsonl"
+    try:
+        result = pytester.runpytest_subprocess(
+            f"--resume-journal={journal}", "-p", "no:xdist", "-o", "resume_lock_timeout=2"
+        )
+    finally:
+        (pytester.path / "release-child").touch()
+    result.assert_outcomes(passed=12)
+    text = "\n".join(result.stdout.lines + result.stderr.lines)
+    assert "recording stopped" not in text
+    assert "complete after 1 attempt (12 passed)" in text
+    assert journal.read_bytes().count(b'"type":"result"') == 12
+
+
+def test_recording_stopped_counts_the_result_it_could_not_write(
+    pytester: pytest.Pytester,
+) -> None:
+    """flock refused in the middle of a session (from test 5 on): the result of test 5 is the
+    first record that cannot be written, and the last line must count it as missing."""
+    pytester.makeconftest(
+        """
+        import errno, fcntl, os
+        from pathlib import Path
+
+        FLAG = Path(__file__).parent / "refuse"
+        real = fcntl.flock
+
+        def flock(fd, op):
+            if op & fcntl.LOCK_NB and FLAG.exists():
+                raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+            return real(fd, op)
+
+        fcntl.flock = flock
+        """
+    )
+    pytester.makepyfile(
+        test_n="""
+        import time
+        from pathlib import Path
+
+        import pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        def test_n(i):
+            if i == 5:
+                time.sleep(0.3)  # the lease ends meanwhile (0.1 s without appends)
+                (Path(__file__).parent / "refuse").touch()
+        """
+    )
+    journal = pytester.path / "journal.jsonl"
+    result = pytester.runpytest_subprocess(f"--resume-journal={journal}", "-p", "no:xdist")
+    result.assert_outcomes(passed=10)
+    assert journal.read_bytes().count(b'"type":"result"') == 5
+    last = [line for line in result.stdout.lines + result.stderr.lines if "has no result" in line]
+    assert len(last) == 1
+    assert "the journal has no result for 5 of 10 tests" in last[0]

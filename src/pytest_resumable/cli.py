@@ -116,6 +116,11 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _waiting(line: str) -> None:
+    """Say that the command waits for the journal lock (held by another process)."""
+    print(f"pytest-resumable: {escape(line.removeprefix('resumable: '))}", file=sys.stderr)
+
+
 class UsageProblem(Exception):
     """A command-line mistake found after parsing: exit 2, one line."""
 
@@ -184,7 +189,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     if args.keep_runs < 0:
         raise UsageProblem("--keep-runs: expected a number >= 0")
-    result = compact(args.journal, keep_runs=args.keep_runs, lock_timeout=args.lock_timeout)
+    result = compact(
+        args.journal, keep_runs=args.keep_runs, lock_timeout=args.lock_timeout, on_wait=_waiting
+    )
     for name in result.cleaned:
         print(f"removed {name}, left by a compaction that was killed")
     if result.before == 0:
@@ -199,7 +206,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    written, dropped = merge(args.inputs, args.output, lock_timeout=args.lock_timeout)
+    written, dropped = merge(
+        args.inputs, args.output, lock_timeout=args.lock_timeout, on_wait=_waiting
+    )
     print(
         f"{args.output}: {written:,} records from {len(args.inputs)} journals "
         f"({dropped:,} duplicates dropped)"
@@ -370,3 +379,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `| head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C, e.g. while waiting for the lock: nothing was changed
+        print("pytest-resumable: interrupted", file=sys.stderr)
+        return 130

@@ -470,21 +470,30 @@ class ControllerPlugin:
             and not self.collection_errors
         )
         if recorder is not None and recorder.broken is None:
-            recorder.append(
-                codec.encode(
-                    EndRecord(
-                        plan.run_id,
-                        plan.attempt,
-                        round(time.time(), 3),
-                        status,
-                        len(selected),
-                        len(selected) - len(missing),
-                        complete,
-                        outside or None,
-                        len(self.collection_errors) or None,
+            if status == pytest.ExitCode.INTERRUPTED and self.writer is not None:
+                # Ctrl-C (or SIGTERM), perhaps while waiting for the lock: exit promptly, not
+                # after another resume_lock_timeout for the end record (it only says how the
+                # attempt ended; a resumed attempt does without it)
+                self.writer.lock_timeout = min(self.writer.lock_timeout, _END_LOCK_TIMEOUT)
+            try:
+                recorder.append(
+                    codec.encode(
+                        EndRecord(
+                            plan.run_id,
+                            plan.attempt,
+                            round(time.time(), 3),
+                            status,
+                            len(selected),
+                            len(selected) - len(missing),
+                            complete,
+                            outside or None,
+                            len(self.collection_errors) or None,
+                        )
                     )
                 )
-            )
+            except KeyboardInterrupt:  # a second Ctrl-C while it waits: no end record
+                recorder.writer = None
+                recorder.broken = "resumable: interrupted while writing the attempt's end record"
         broken = recorder.broken if recorder is not None else None
         replaced = self.writer.replaced if self.writer is not None else 0
         self._stop_recording()
@@ -684,6 +693,10 @@ class ControllerPlugin:
             tr.write_line(line, yellow=True)
         else:
             print(line, file=sys.stderr)
+
+
+#: an interrupted attempt's wait for the lock to write its end record
+_END_LOCK_TIMEOUT = 1.0
 
 
 def _display_path(path: Path, base: Path) -> str:

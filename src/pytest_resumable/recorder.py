@@ -240,7 +240,8 @@ class Recorder:
     def _write_result(self, line: bytes) -> None:
         if self.writer is not None:
             self.append(line)
-            self.written += 1
+            if self.writer is not None:  # not if that append failed: the result is not in
+                self.written += 1
 
     def append(self, line: bytes) -> None:
         writer = self.writer

@@ -89,16 +89,22 @@ def kept_runs(history: History, keep: int) -> set[str]:
 
 
 @contextlib.contextmanager
-def locked(path: Path, timeout: float, setting: str = "--lock-timeout") -> Iterator[None]:
+def locked(
+    path: Path,
+    timeout: float,
+    setting: str = "--lock-timeout",
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold ``<path>.lock`` (the lock every writer of ``path`` takes). ``setting`` is what a
-    timeout tells the user to raise."""
+    timeout tells the user to raise; ``on_wait`` gets the line saying who holds the lock, once
+    the wait has lasted a second."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise JournalError(f"resumable: cannot create {path.parent}: {exc.strerror}") from exc
     lock_path = Path(f"{path}.lock")
     lock = new_lock(lock_path)
-    take_lock(lock, lock_path, timeout, queue=new_queue(lock_path), setting=setting)
+    take_lock(lock, lock_path, timeout, on_wait, queue=new_queue(lock_path), setting=setting)
     try:
         # and the journal file itself, as writers do while they append: if someone deleted
         # the lock file while a writer held its lease, this waits for that writer
@@ -118,11 +124,12 @@ def compact(
     keep_runs: int = DEFAULT_KEEP_RUNS,
     lock_timeout: float = 30.0,
     on_step: Callable[[str], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> CompactResult:
     """Compact the journal at ``path`` in place. ``lock_timeout`` 0: give up at once if the
     lock is busy (:class:`JournalLockTimeout`). ``on_step`` is called with the name of each
-    step (tests use it to kill the process there)."""
-    with locked(path, lock_timeout):
+    step (tests use it to kill the process there); ``on_wait`` as for :func:`locked`."""
+    with locked(path, lock_timeout, on_wait=on_wait):
         return _compact_locked(path, keep_runs, on_step or (lambda step: None))
 
 
@@ -259,7 +266,13 @@ def fsync_dir(directory: Path) -> None:
             os.close(dfd)
 
 
-def merge(inputs: Iterable[Path], output: Path, *, lock_timeout: float = 30.0) -> tuple[int, int]:
+def merge(
+    inputs: Iterable[Path],
+    output: Path,
+    *,
+    lock_timeout: float = 30.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> tuple[int, int]:
     """Merge journals into ``output``: every valid record of every input once, in input
     order (runs have random ids, so they stay apart; a line found twice, e.g. the part of a
     journal restored from one CI cache into every shard, is kept once). Returns (records
@@ -269,7 +282,7 @@ def merge(inputs: Iterable[Path], output: Path, *, lock_timeout: float = 30.0) -
     for path in inputs:
         if not path.is_file():
             raise JournalError(f"resumable: no journal at {path}")
-    with locked(output, lock_timeout):
+    with locked(output, lock_timeout, on_wait=on_wait):
         existing = read_header(output) if output.exists() else None
         created = existing.created if existing is not None else round(time.time(), 3)
         counts = [0, 0]

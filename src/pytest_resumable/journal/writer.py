@@ -417,8 +417,13 @@ class FileLock:
             return
         fd, self.fd = self.fd, None
         if fd is not None:
+            # unlock first: a child forked without Python's fork handlers (``fork()`` from C,
+            # ctypes) shares the open file, and closing alone would leave it locked by that
+            # child: the session then waited for its own lock and stopped recording
             with contextlib.suppress(OSError):
-                os.close(fd)  # drops the lock (no fork shares it: see forget())
+                _fcntl.flock(fd, _fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def forget(self) -> None:
         """In a forked child: close this process's copy of the descriptor. The lock belongs to
@@ -782,11 +787,16 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def attempt_alive(journal: Path, run: str) -> bool:
-    """Whether a live session holds the attempt lock of ``run`` (is recording it now)."""
+    """Whether a live session holds the attempt lock of ``run`` (is recording it now). A lock
+    that cannot be tried (its path a directory, a symlink) counts as alive: whoever asks
+    (compaction) then keeps the run, rather than failing or dropping a live one."""
     lock = AttemptLock(journal, run)
-    if not lock.path.exists():
+    if not lock.path.exists() and not lock.path.is_symlink():
         return False
-    if lock.take() is not None:
+    try:
+        if lock.take() is not None:
+            return True
+    except JournalError:
         return True
     lock.release()
     return False
