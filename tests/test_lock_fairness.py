@@ -22,7 +22,13 @@ from pathlib import Path
 import pytest
 
 from pytest_resumable.journal.records import RunRecord
-from pytest_resumable.journal.writer import QUEUE_PATIENCE, JournalWriter
+from pytest_resumable.journal.writer import (
+    QUEUE_PATIENCE,
+    FileLock,
+    JournalWriter,
+    new_queue,
+    take_lock,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and signals")
 
@@ -228,10 +234,10 @@ def _place(queue: Path, place: int) -> str:
 
 
 def test_a_writer_without_a_turn_keeps_its_place_while_it_waits(tmp_path: Path) -> None:
-    """Given up on a place held by a stopped waiter, a writer polls the lock without a turn,
-    but keeps the place it holds. When it let go of it, the queue was empty once the stopped
-    waiter went on: a writer whose lease ended walked through it and took the lock back at
-    once, and the others starved again (sessions stopped recording)."""
+    """Passing a place held by a stopped waiter, a writer keeps the place it holds. When it
+    let go of it, the queue was empty once the stopped waiter went on: a writer whose lease
+    ended walked through it and took the lock back at once, and the others starved again
+    (sessions stopped recording)."""
     journal = tmp_path / "journal.jsonl"
     queue = Path(f"{journal}.lock.queue")
     with (
@@ -248,7 +254,7 @@ def test_a_writer_without_a_turn_keeps_its_place_while_it_waits(tmp_path: Path) 
         )
         thread.start()
         deadline = time.monotonic() + 60
-        while not writer._queue.stuck:  # it gave up on place 0
+        while 0 not in writer._queue.passed:  # it passed place 0
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert _place(queue, 1) == "taken"  # still in the queue, nobody can pass it
@@ -362,3 +368,31 @@ def test_ctrl_c_while_waiting_for_the_lock_exits_promptly(tmp_path: Path) -> Non
     assert took < 10, took  # not another 30 s
     assert "Traceback" not in rest
     assert "waited 1 s for the journal lock" in rest
+
+
+def test_a_passed_place_costs_the_patience_once_and_is_forgotten_when_free(
+    tmp_path: Path,
+) -> None:
+    """A stopped waiter must not cost every later lease the patience again; once it has gone
+    on, the place is waited for again (before, a writer that had given up bypassed the queue
+    for as long as others kept queueing, with 2-6 s waits long after the stop)."""
+    lock_path = tmp_path / "journal.jsonl.lock"
+    queue = new_queue(lock_path)
+    lock = FileLock(lock_path)
+
+    def take() -> float:
+        started = time.monotonic()
+        take_lock(lock, lock_path, 30, queue=queue)
+        lock.release()
+        return time.monotonic() - started
+
+    with _reaped(HOLD_PLACE_0, str(queue.path)) as stopped:
+        assert stopped.stdout is not None
+        assert stopped.stdout.readline() == b"held\n"
+        assert QUEUE_PATIENCE <= take() < QUEUE_PATIENCE + 2
+        assert queue.passed == {0}
+        assert take() < QUEUE_PATIENCE / 2  # tried once, not waited for
+        stopped.kill()
+        stopped.wait()
+    assert take() < QUEUE_PATIENCE / 2
+    assert queue.passed == set()  # found free: forgotten, waited for again from now on

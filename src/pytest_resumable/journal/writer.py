@@ -83,18 +83,15 @@ if hasattr(os, "register_at_fork"):
 _POLL = 0.005
 
 #: places in the queue of waiters for the journal lock: up to this many waiters plus the
-#: holder take the lock strictly in turn; more race for the last place
+#: holder take the lock strictly in turn; more race for the last place (keep
+#: ``resume_lock_timeout`` above ~0.5 s per writer that may wait ahead)
 QUEUE_PLACES = 8
 
-#: longest wait for a place in the queue before taking the lock without a turn. The queue
-#: moves on by one place each time the lock is taken, which a lease frees within
-#: ``max_hold`` (0.5 s): a place stays taken this long only behind a waiter that is stopped
-#: (Ctrl-Z), or while the lock is held long (a compaction, a writer of an earlier release)
-QUEUE_PATIENCE = 2.0
-
-#: how long a writer without a turn lets whoever is first in the queue go ahead, before it
-#: tries the lock (that one tries every 5 ms)
-_NO_TURN_DELAY = 2 * _POLL
+#: longest wait for a place in the queue before passing it. The queue moves on by one place
+#: each time the lock is taken, which a lease frees within ``max_hold`` (0.5 s): a place
+#: stays taken this long only when its holder is stopped (Ctrl-Z), or while the lock is held
+#: long (a compaction, a writer of an earlier release)
+QUEUE_PATIENCE = 1.0
 
 
 def new_queue(lock_path: Path) -> _Queue:
@@ -188,11 +185,11 @@ class _Queue:
     last place, then each next place while still holding the one behind it, so nobody can
     pass it; it lets go of the place nearest the lock only once it holds the lock.
 
-    A place that stays taken for :data:`QUEUE_PATIENCE` (see there) is given up on: the
-    lock is then polled without a turn, still holding the place behind it (so that nobody
-    can pass this writer), after letting whoever is first in the queue go ahead. Until this
-    writer gets through the whole queue again it does not wait for places, only tries them
-    once (a stopped waiter would cost every lease 2 s).
+    A place that stays taken for :data:`QUEUE_PATIENCE` (see there) is passed: the writer
+    goes on to the next place, still holding the one behind (so the queue stays whole and
+    nobody passes this writer), and remembers it. A remembered place is only tried once the
+    next times (a stopped waiter would cost every lease the patience again), and forgotten as
+    soon as it is found free (the stopped waiter went on).
 
     Only for fairness: the journal lock alone keeps writers apart, so anything that goes
     wrong here (no ``fcntl``, an unwritable directory, a planted file) skips the queue."""
@@ -201,46 +198,39 @@ class _Queue:
         self.path = path
         self.fd: int | None = None
         self.held: int | None = None  # the place held
-        self.stuck = False  # a place stayed taken too long: try places once, do not wait
+        #: places found taken for QUEUE_PATIENCE: tried once, not waited for
+        self.passed: set[int] = set()
 
     def wait_turn(self, wait: _Wait) -> None:
-        """Wait for a turn: when this returns, this writer holds the place nearest the lock,
-        or the last one it got (no turn: it then waits :data:`_NO_TURN_DELAY` first)."""
+        """Wait for a turn: when this returns, this writer holds the place nearest the lock
+        that it got (the deadline may have passed: the caller then tries the lock once)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return
         try:
-            self.fd = _open_queue(self.path)
+            fd = self.fd = _open_queue(self.path)
             for place in reversed(range(QUEUE_PLACES)):
-                fd = self.fd
 
-                def attempt(place: int = place, fd: int = fd) -> bool:
+                def attempt(place: int = place) -> bool:
                     try:
                         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, place)
                     except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: taken
                         return False
                     return True
 
-                patience = 0.0 if self.stuck else QUEUE_PATIENCE
-                if not wait.poll(attempt, limit=time.monotonic() + patience):
-                    self.stuck = True  # a stopped waiter ahead (or the deadline): no turn
-                    break
-                if self.held is not None:
-                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.held)
-                self.held = place
-            else:
-                self.stuck = False
-                return
+                patience = 0.0 if place in self.passed else QUEUE_PATIENCE
+                if wait.poll(attempt, limit=time.monotonic() + patience):
+                    if self.held is not None:
+                        fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.held)
+                    self.held = place
+                    self.passed.discard(place)  # free again: the stopped waiter went on
+                elif time.monotonic() >= wait.deadline:
+                    return
+                else:
+                    self.passed.add(place)  # a stopped waiter holds it: pass it
         except (OSError, JournalError):
             self.leave()  # no queue (see the class): the lock still keeps writers apart
-            return
-        # No turn. The place held stays held while this writer polls the lock: whoever comes
-        # next, the writer whose lease ends included, queues behind it and cannot pass it
-        # (leaving it would empty the queue, and that writer would walk through and take the
-        # lock back at once: the starvation all over again). Let whoever is first in the
-        # queue, which tries every 5 ms, go first.
-        time.sleep(max(0.0, min(_NO_TURN_DELAY, wait.deadline - time.monotonic())))
 
     def leave(self) -> None:
         fd, self.fd, self.held = self.fd, None, None
@@ -284,8 +274,8 @@ def take_lock(
     waiting. Without it a writer that appends nonstop took the lock back within
     microseconds of releasing it, before a waiter polling every 5 ms could, and other
     sessions waited for tens of seconds (measured: 14.5 s with 3 writers) until one gave up
-    recording. A place held past :data:`QUEUE_PATIENCE` (a stopped waiter) is given up on:
-    the lock is then taken without a turn (see :class:`_Queue`).
+    recording. A place held past :data:`QUEUE_PATIENCE` (a stopped waiter) is passed (see
+    :class:`_Queue`).
 
     Re-checks after locking that the lock file is still the file at the path (a lock on a
     deleted file excludes nobody) and writes ``<pid> <host>`` into it for whoever waits next.
