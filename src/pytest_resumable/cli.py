@@ -106,7 +106,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _seconds(text: str) -> float:
-    """A finite number of seconds >= 0 (``nan`` would wait forever, ``-1`` too in filelock)."""
+    """A finite number of seconds >= 0 (``nan`` waited forever)."""
     try:
         value = float(text)
     except ValueError:

@@ -36,9 +36,9 @@ from pytest_resumable.journal.records import (
     StartRecord,
 )
 from pytest_resumable.journal.writer import (
+    FileLock,
     attempt_alive,
     lock_journal_file,
-    new_lock,
     new_queue,
     take_lock,
 )
@@ -90,21 +90,20 @@ def kept_runs(history: History, keep: int) -> set[str]:
 
 @contextlib.contextmanager
 def locked(
-    path: Path,
-    timeout: float,
-    setting: str = "--lock-timeout",
-    on_wait: Callable[[str], None] | None = None,
+    path: Path, timeout: float, on_wait: Callable[[str], None] | None = None
 ) -> Iterator[None]:
-    """Hold ``<path>.lock`` (the lock every writer of ``path`` takes). ``setting`` is what a
-    timeout tells the user to raise; ``on_wait`` gets the line saying who holds the lock, once
-    the wait has lasted a second."""
+    """Hold ``<path>.lock`` (the lock every writer of ``path`` takes); a timeout tells the user
+    to raise ``--lock-timeout`` (the commands' option). ``on_wait`` gets the line saying who
+    holds the lock, once the wait has lasted a second."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise JournalError(f"resumable: cannot create {path.parent}: {exc.strerror}") from exc
     lock_path = Path(f"{path}.lock")
-    lock = new_lock(lock_path)
-    take_lock(lock, lock_path, timeout, on_wait, queue=new_queue(lock_path), setting=setting)
+    lock = FileLock(lock_path)
+    take_lock(
+        lock, lock_path, timeout, on_wait, queue=new_queue(lock_path), setting="--lock-timeout"
+    )
     try:
         # and the journal file itself, as writers do while they append: if someone deleted
         # the lock file while a writer held its lease, this waits for that writer

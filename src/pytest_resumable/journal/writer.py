@@ -204,9 +204,7 @@ class _Queue:
     def wait_turn(self, wait: _Wait) -> None:
         """Wait for a turn: when this returns, this writer holds the place nearest the lock
         that it got (the deadline may have passed: the caller then tries the lock once)."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
+        if _fcntl is None:  # pragma: no cover - not POSIX
             return
         try:
             fd = self.fd = _open_queue(self.path)
@@ -214,7 +212,7 @@ class _Queue:
 
                 def attempt(place: int = place) -> bool:
                     try:
-                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, place)
+                        _fcntl.lockf(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB, 1, place)
                     except (BlockingIOError, PermissionError):  # EAGAIN, EACCES: taken
                         return False
                     return True
@@ -222,7 +220,7 @@ class _Queue:
                 patience = 0.0 if place in self.passed else QUEUE_PATIENCE
                 if wait.poll(attempt, limit=time.monotonic() + patience):
                     if self.held is not None:
-                        fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.held)
+                        _fcntl.lockf(fd, _fcntl.LOCK_UN, 1, self.held)
                     self.held = place
                     self.passed.discard(place)  # free again: the stopped waiter went on
                 elif time.monotonic() >= wait.deadline:
@@ -425,10 +423,6 @@ class FileLock:
                 os.close(fd)
 
 
-def new_lock(lock_path: Path) -> FileLock:
-    return FileLock(lock_path)
-
-
 class JournalWriter:
     """Appends records to one journal file, safely when several processes share it."""
 
@@ -453,7 +447,7 @@ class JournalWriter:
         self._max_hold = max_hold
         self._fsync_interval = fsync_interval
         self._on_wait = on_wait
-        self._lock = new_lock(self.lock_path)
+        self._lock = FileLock(self.lock_path)
         self._queue = new_queue(self.lock_path)
         # A raw lock: ``with`` on it is one C call on the per-record path.
         self._mutex = threading.Lock()
@@ -729,20 +723,14 @@ def same_file(path: Path, fd: int) -> bool:
 
 
 def _lock_fd_exclusively(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: the lock file alone
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    if _fcntl is not None:  # not POSIX: the lock file alone
+        _fcntl.flock(fd, _fcntl.LOCK_EX)
 
 
 def _unlock_fd(fd: int) -> None:
-    try:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except (ImportError, OSError):  # pragma: no cover
-        pass
+    if _fcntl is not None:
+        with contextlib.suppress(OSError):
+            _fcntl.flock(fd, _fcntl.LOCK_UN)
 
 
 def lock_journal_file(path: Path) -> int | None:
@@ -799,7 +787,7 @@ class AttemptLock:
     def __init__(self, journal: Path, run: str) -> None:
         safe = "".join(c for c in run if c.isalnum())[:64]
         self.path = journal.with_name(f"{journal.name}.run-{safe}.lock")
-        self._lock = new_lock(self.path)
+        self._lock = FileLock(self.path)
         self._held = False
         self._pid = os.getpid()
 
