@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,3 +189,27 @@ def cli(
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def lock_holder(path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process that holds the journal lock until it is killed."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import filelock, time\n"
+            f"lock = filelock.FileLock({str(path) + '.lock'!r}); lock.acquire()\n"
+            "print('held', flush=True)\ntime.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()

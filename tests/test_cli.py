@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from conftest import cli as run_cli
+from conftest import lock_holder
 from pytest_resumable.journal.codec import encode
 from pytest_resumable.journal.records import (
     VERSION,
@@ -139,26 +140,8 @@ def test_lock_timeout_must_be_finite_and_not_negative(tmp_path: Path) -> None:
 def test_a_busy_lock_names_the_commands_option(tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     write_journal(journal)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import filelock, sys, time\n"
-            "lock = filelock.FileLock(sys.argv[1]); lock.acquire()\n"
-            "print('held', flush=True)\ntime.sleep(600)\n",
-            f"{journal}.lock",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == b"held\n"
+    with lock_holder(journal):
         result = cli("compact", "--journal", journal, "--lock-timeout=0.2", cwd=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f"pytest-resumable: waited 0.2 s for the journal lock {journal}.lock, held by another "
@@ -170,20 +153,7 @@ def test_ctrl_c_while_waiting_for_the_lock_is_one_line(tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     write_journal(journal)
     before = journal.read_bytes()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import filelock, sys, time\n"
-            "lock = filelock.FileLock(sys.argv[1]); lock.acquire()\n"
-            "print('held', flush=True)\ntime.sleep(600)\n",
-            f"{journal}.lock",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == b"held\n"
+    with lock_holder(journal):
         command = subprocess.Popen(
             [sys.executable, "-m", "pytest_resumable", "compact", "--journal", str(journal)],
             cwd=tmp_path,
@@ -198,11 +168,6 @@ def test_ctrl_c_while_waiting_for_the_lock_is_one_line(tmp_path: Path) -> None:
         )
         command.send_signal(signal.SIGINT)
         _, err = command.communicate(timeout=60)
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
     assert command.returncode == 130
     assert err.strip().splitlines() == ["pytest-resumable: interrupted"]
     assert journal.read_bytes() == before

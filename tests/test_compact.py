@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SUITE_28, Suite, interrupt, node
+from conftest import SUITE_28, Suite, interrupt, lock_holder, node
 from pytest_resumable.history import read_durations, read_history
 from pytest_resumable.journal.errors import JournalLockTimeout, JournalVersionError
 from pytest_resumable.journal.records import (
@@ -56,6 +56,19 @@ def build(path: Path, runs: int = 5, tests: int = 20, repeats: int = 2) -> None:
     w.append(AttemptRecord(run, 2, t + runs))
     w.append(StartRecord(run, 2, f"t.py::test_{tests // 2}"))
     w.close()
+
+
+def older_and_newer(path: Path) -> Path:
+    """Two unfinished runs, "older" and "newer": test_a passed in each, test_b in flight."""
+    w = JournalWriter(path, fsync="never")
+    for run, t in (("older", 1.0), ("newer", 2.0)):
+        w.append(RunRecord(run, t))
+        w.append(AttemptRecord(run, 1, t))
+        w.append(StartRecord(run, 1, "t.py::test_a"))
+        w.append(ResultRecord(run, 1, "t.py::test_a", "passed", 0.1))
+        w.append(StartRecord(run, 1, "t.py::test_b"))
+    w.close()
+    return path
 
 
 def snapshot(path: Path) -> dict[str, tuple[dict[str, str], set[str], bool]]:
@@ -184,29 +197,11 @@ def test_newer_version_is_never_compacted(tmp_path: Path) -> None:
 def test_busy_lock_with_zero_timeout_gives_up_at_once(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     build(path, runs=1)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import filelock, sys, time\n"
-            "l = filelock.FileLock(sys.argv[1]); l.acquire(); print('held', flush=True)\n"
-            "time.sleep(30)\n",
-            f"{path}.lock",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == b"held\n"
+    with lock_holder(path):
         start = time.monotonic()
         with pytest.raises(JournalLockTimeout):
             compact(path, lock_timeout=0)
         assert time.monotonic() - start < 1
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 STRESS = Path(__file__).parent.parent / "benchmarks" / "stress_compact.py"
@@ -300,15 +295,7 @@ def test_compaction_keeps_an_older_run_a_live_session_is_recording(tmp_path: Pat
     `compact --keep-runs 1` kept only the newest and dropped the older run while its session
     was still writing it (its results before the compaction were lost). A run whose attempt
     lock a live process holds is kept; once that process is gone, the old rule applies."""
-    path = tmp_path / "journal.jsonl"
-    w = JournalWriter(path, fsync="never")
-    for run, t in (("older", 1.0), ("newer", 2.0)):
-        w.append(RunRecord(run, t))
-        w.append(AttemptRecord(run, 1, t))
-        w.append(StartRecord(run, 1, "t.py::test_a"))
-        w.append(ResultRecord(run, 1, "t.py::test_a", "passed", 0.1))
-        w.append(StartRecord(run, 1, "t.py::test_b"))
-    w.close()
+    path = older_and_newer(tmp_path / "journal.jsonl")
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -366,14 +353,7 @@ def test_an_unusable_attempt_lock_path_keeps_the_run_and_compaction_goes_on(
 ) -> None:
     """A directory (or symlink) where an old unfinished run's attempt lock would be: trying
     that lock failed with 'Is a directory', which aborted every compaction of the journal."""
-    path = tmp_path / "journal.jsonl"
-    w = JournalWriter(path, fsync="never")
-    for run, t in (("older", 1.0), ("newer", 2.0)):
-        w.append(RunRecord(run, t))
-        w.append(AttemptRecord(run, 1, t))
-        w.append(StartRecord(run, 1, "t.py::test_a"))
-        w.append(ResultRecord(run, 1, "t.py::test_a", "passed", 0.1))
-    w.close()
+    path = older_and_newer(tmp_path / "journal.jsonl")
     (tmp_path / "journal.jsonl.run-older.lock").mkdir()
     compact(path, keep_runs=1)
     assert set(read_history(path).runs) == {"older", "newer"}  # it may be alive: kept

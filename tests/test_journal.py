@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import lock_holder
 from pytest_resumable.history import read_history
 from pytest_resumable.journal.codec import (
     cap_text,
@@ -257,30 +254,6 @@ def test_lease_is_released_when_appends_pause(tmp_path: Path) -> None:
     assert time.monotonic() - started < 1.5
     other.close()
     writer.close()
-
-
-@contextlib.contextmanager
-def lock_holder(path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Another process that holds the journal lock until it is killed."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import filelock, time\n"
-            f"lock = filelock.FileLock({str(path) + '.lock'!r}); lock.acquire()\n"
-            "print('held', flush=True)\ntime.sleep(600)\n",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == b"held\n"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
 
 
 def test_lock_of_a_killed_process_is_acquired_promptly(tmp_path: Path) -> None:
