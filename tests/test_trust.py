@@ -370,13 +370,16 @@ def test_second_session_does_not_continue_a_run_held_by_a_live_attempt(
 
 
 def test_external_kills_never_make_the_test_in_flight_crashed(
-    suite: Suite, pytester: pytest.Pytester
+    suite: Suite, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     pytester.makepyfile(test_suite=SUITE_28)
     interrupt(suite, ["-p", "no:xdist"], block_at=node(8), sig=signal.SIGKILL)
     assert suite.take_ran() == ALL_28[:9]
     # the test in flight now runs in a child process: kill the whole group from outside, as a
     # CI timeout does (the parent alone would leave the child holding the output pipe)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
     second = interrupt(
         suite,
         ["--resume", "-p", "no:xdist"],
@@ -386,6 +389,9 @@ def test_external_kills_never_make_the_test_in_flight_crashed(
     )
     assert second.returncode == -signal.SIGKILL
     assert suite.take_ran() == [node(8)]
+    # the child's reports go through an unnamed file: nothing is left behind
+    assert list(temp.glob("pytest-resumable-child-*")) == []
+    monkeypatch.delenv("TMPDIR")
 
     resumed = pytester.runpytest_subprocess("--resume", "-p", "no:xdist")
     assert suite.take_ran() == ALL_28[8:]

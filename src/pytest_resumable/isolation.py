@@ -45,9 +45,10 @@ def run_in_child(
     from _pytest.runner import runtestprotocol  # what pytest-forked uses too; no public API
 
     config = item.config
-    fd, path = tempfile.mkstemp(prefix="pytest-resumable-child-", suffix=".json")
-    os.close(fd)
-    try:
+    # an unnamed file (unlinked at once): a parent killed mid-test leaves nothing in the
+    # temporary directory. The child inherits the descriptor; the offset is shared.
+    with tempfile.TemporaryFile(prefix="pytest-resumable-child-") as f:
+        fd = f.fileno()
         parent = os.getpid()
         with quiet() if quiet is not None else contextlib.nullcontext():
             pid = os.fork()
@@ -60,20 +61,19 @@ def run_in_child(
                     config.hook.pytest_report_to_serializable(config=config, report=r)
                     for r in reports
                 ]
-                with open(path, "w", encoding="utf-8") as f:
-                    json.dump(data, f, default=repr)
+                view = memoryview(json.dumps(data, default=repr).encode("utf-8", "surrogatepass"))
+                while view:
+                    view = view[os.write(fd, view) :]
                 code = 0
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+            f.seek(0)
+            data = json.loads(f.read().decode("utf-8", "surrogatepass"))
             found = [report_from_json(config, d) for d in data]
             return [r for r in found if r is not None], ""
         return None, how_it_died(status)
-    finally:
-        os.unlink(path)
 
 
 def _die_with(parent: int) -> None:
