@@ -33,7 +33,7 @@ class FileHashes:
     def __init__(self, rootpath: Path) -> None:
         self.rootpath = rootpath
         self._cache: dict[str, str | None] = {}
-        self._last_file = "\0"  # a prefix no node id has
+        self._last_prefix = "\0"  # the last file's path and "::" (no node id starts with NUL)
         self._last_field = ""
 
     def for_test(self, nodeid: str) -> str | None:
@@ -54,11 +54,10 @@ class FileHashes:
     def field_for(self, nodeid: str) -> str:
         """The result line's ``file_hash`` member for ``nodeid``: the tests of one file
         follow each other, so the last file's member is kept at hand."""
-        last = self._last_file
-        if nodeid.startswith(last) and nodeid[len(last) : len(last) + 2] == "::":
+        if nodeid.startswith(self._last_prefix):
             return self._last_field
         field = codec.file_hash_field(self.for_test(nodeid))  # the digest is cached
-        self._last_file, self._last_field = nodeid.split("::", 1)[0], field
+        self._last_prefix, self._last_field = nodeid.split("::", 1)[0] + "::", field
         return field
 
 
@@ -238,10 +237,15 @@ class Recorder:
             self._write_result(held[2])
 
     def _write_result(self, line: bytes) -> None:
-        if self.writer is not None:
-            self.append(line)
-            if self.writer is not None:  # not if that append failed: the result is not in
-                self.written += 1
+        writer = self.writer
+        if writer is None:
+            return
+        try:
+            writer.append_bytes(line)
+        except JournalError as exc:
+            self._stop(exc)
+            return
+        self.written += 1
 
     def append(self, line: bytes) -> None:
         writer = self.writer
@@ -250,7 +254,10 @@ class Recorder:
         try:
             writer.append_bytes(line)
         except JournalError as exc:
-            # A failure to record never fails or hides a test result: stop recording, say so.
-            self.broken = str(exc)
-            self.writer = None
-            self.on_broken(str(exc))
+            self._stop(exc)
+
+    def _stop(self, exc: JournalError) -> None:
+        # A failure to record never fails or hides a test result: stop recording, say so.
+        self.broken = str(exc)
+        self.writer = None
+        self.on_broken(str(exc))
