@@ -114,12 +114,16 @@ class Recorder:
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Called before each test runs (by xdist on the controller for worker tests)."""
-        if self.writer is not None and not self.paused:
+        writer = self.writer
+        if writer is not None and not self.paused:
             # the id as JSON, kept for the result line of the same test (single process: the
             # next line; under xdist, when the same worker's test ends without another start)
             test_json = self._test_json = _enc(nodeid)
             self._test_id = nodeid
-            self.append(codec.start_line_encoded(self._start_prefix, test_json))
+            try:
+                writer.append_bytes(codec.start_line_encoded(self._start_prefix, test_json))
+            except JournalError as exc:
+                self._stop(exc)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Called for each report of a test; the last one completes its result."""
