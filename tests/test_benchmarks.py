@@ -3,8 +3,11 @@ runs, so check them on a fast version of the same suite."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -97,3 +100,23 @@ def test_phases_accounts_every_phase_of_both_sides() -> None:
         whole = values.pop("whole process")
         assert whole > 0.05
         assert abs(sum(values.values()) - whole) < 0.005, values
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_instruction_counts_see_the_plugin_record() -> None:
+    # counts of the whole process tree under cachegrind: recording executes more instructions
+    # than -p no:resumable, and the row says how many per test
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "instructions.py"), "--tests", "20", "--modes", "single"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| single |"))
+    _, _, off, on, per_test, overhead, _ = (cell.strip() for cell in row.split("|"))
+    assert float(on.rstrip(" G")) > float(off.rstrip(" G")) > 0
+    assert per_test.startswith("+"), row
+    assert overhead.startswith("+"), row
