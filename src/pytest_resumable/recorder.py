@@ -114,16 +114,12 @@ class Recorder:
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Called before each test runs (by xdist on the controller for worker tests)."""
-        writer = self.writer
-        if writer is not None and not self.paused:
+        if self.writer is not None and not self.paused:
             # the id as JSON, kept for the result line of the same test (single process: the
             # next line; under xdist, when the same worker's test ends without another start)
             test_json = self._test_json = _enc(nodeid)
             self._test_id = nodeid
-            try:
-                writer.append_bytes(codec.start_line_encoded(self._start_prefix, test_json))
-            except JournalError as exc:
-                self._stop(exc)
+            self.append(codec.start_line_encoded(self._start_prefix, test_json))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Called for each report of a test; the last one completes its result."""
@@ -241,27 +237,20 @@ class Recorder:
             self._write_result(held[2])
 
     def _write_result(self, line: bytes) -> None:
+        if self.append(line):
+            self.written += 1
+
+    def append(self, line: bytes) -> bool:
+        """Append ``line``; ``False`` if it is not in the journal (recording has stopped)."""
         writer = self.writer
         if writer is None:
-            return
+            return False
         try:
             writer.append_bytes(line)
         except JournalError as exc:
-            self._stop(exc)
-            return
-        self.written += 1
-
-    def append(self, line: bytes) -> None:
-        writer = self.writer
-        if writer is None:
-            return
-        try:
-            writer.append_bytes(line)
-        except JournalError as exc:
-            self._stop(exc)
-
-    def _stop(self, exc: JournalError) -> None:
-        # A failure to record never fails or hides a test result: stop recording, say so.
-        self.broken = str(exc)
-        self.writer = None
-        self.on_broken(str(exc))
+            # A failure to record never fails or hides a test result: stop recording, say so.
+            self.broken = str(exc)
+            self.writer = None
+            self.on_broken(str(exc))
+            return False
+        return True
