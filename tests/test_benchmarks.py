@@ -15,6 +15,20 @@ sys.path.insert(0, str(BENCHMARKS))
 import compare  # noqa: E402
 
 
+def run_script(name: str, *args: str) -> str:
+    """Run ``benchmarks/<name>`` with ``args``; its output, once it has exited 0."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_count_run_leaves_carried_results_out() -> None:
     line = "=== 1 failed (1 carried), 27 passed (7 carried), 2 deselected in 4.04s ==="
     assert compare._count_run(line) == 20
@@ -40,25 +54,8 @@ def test_resume_comparison_counts_what_each_tool_ran() -> None:
 def test_cost_table_runs_every_row_on_a_tiny_suite() -> None:
     # the figures of a 40-test suite mean nothing; the script must still produce every row
     # (it runs real pytest sessions, with and without xdist, resumed and ideal)
-    import subprocess
-
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "cost.py"),
-            "--tests",
-            "40",
-            "--pairs",
-            "1",
-            "--only",
-            "overhead,resume",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    out = run_script("cost.py", "--tests", "40", "--pairs", "1", "--only", "overhead,resume")
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
     labels = [row.split(" | ")[0] for row in rows]
     assert labels == [
         "| measure",
@@ -74,16 +71,8 @@ def test_cost_table_runs_every_row_on_a_tiny_suite() -> None:
 def test_phases_accounts_every_phase_of_both_sides() -> None:
     # a 30-test suite: the figures mean nothing, but every phase must be there, the phases
     # must add up to the whole process, and the exit after atexit must be measured
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "phases.py"), "--tests", "30", "--pairs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")]
+    out = run_script("phases.py", "--tests", "30", "--pairs", "1")
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")]
     figures = {row[0][2:]: row[1:] for row in rows[1:]}
     assert list(figures) == [
         "pytest and plugins loaded",
@@ -106,16 +95,8 @@ def test_phases_accounts_every_phase_of_both_sides() -> None:
 def test_instruction_counts_see_the_plugin_record() -> None:
     # counts of the whole process tree under cachegrind: recording executes more instructions
     # than -p no:resumable, and the row says how many per test
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "instructions.py"), "--tests", "20", "--modes", "single"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    row = next(line for line in out.stdout.splitlines() if line.startswith("| single |"))
+    out = run_script("instructions.py", "--tests", "20", "--modes", "single")
+    row = next(line for line in out.splitlines() if line.startswith("| single |"))
     _, _, off, on, per_test, overhead, _ = (cell.strip() for cell in row.split("|"))
     assert float(on.rstrip(" G")) > float(off.rstrip(" G")) > 0
     assert per_test.startswith("+"), row
