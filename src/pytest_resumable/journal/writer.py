@@ -506,7 +506,9 @@ class JournalWriter:
         """Append whole lines. Raises :class:`JournalError` on any failure to write."""
         if self.forked:
             return
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()  # not ``with``: a third cheaper, on the per-record path
+        try:
             if not self._held:
                 if self._closing:
                     raise JournalError("resumable: the journal writer is closed")
@@ -527,6 +529,8 @@ class JournalWriter:
                 ) from exc
             self._dirty = self._sync_interval
             self._last_write = _monotonic()
+        finally:
+            mutex.release()
 
     def close(self) -> None:
         """Release the lock, sync (unless ``fsync`` is ``never``) and close. Idempotent."""
