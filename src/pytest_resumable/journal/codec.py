@@ -119,10 +119,16 @@ def passed_line_encoded(
     member made once per file (:func:`file_hash_field`)."""
     if not 0 <= duration <= MAX_DURATION:  # pytest's are; as _duration() does otherwise
         duration = MAX_DURATION if MAX_DURATION < duration < math.inf else 0.0
-    text = f'{prefix}{test_json},"outcome":"passed","duration":{round(duration, 6)!r}'
-    if line is not None:
-        text += f',"line":{line}'
-    return (text + hash_field + "}\n").encode("utf-8", "surrogatepass")
+    # "%.6f" is round(duration, 6) in fixed notation: the same number in a third of
+    # the time of repr (it may keep trailing zeros: "0.250000"); one f-string a line
+    if line is None:
+        text = f'{prefix}{test_json},"outcome":"passed","duration":{duration:.6f}{hash_field}}}\n'
+    else:
+        text = (
+            f'{prefix}{test_json},"outcome":"passed","duration":{duration:.6f},'
+            f'"line":{line}{hash_field}}}\n'
+        )
+    return text.encode("utf-8", "surrogatepass")
 
 
 def start_line_encoded(prefix: str, test_json: str) -> bytes:
