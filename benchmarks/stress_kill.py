@@ -38,7 +38,8 @@ Audit of each round, from the final journal and the side logs (all must be 0):
   other than ``crashed`` but no ``S`` line in any attempt;
 * innocent crashed: a ``crashed`` result for a test other than the killer, except the victim
   of an external worker SIGKILL: xdist reports the test its killed worker was running (or had
-  just been handed) as crashed and cannot tell that from a test killing its worker, so those
+  just been handed, or had just torn down while its teardown report was still on the way to
+  the controller) as crashed and cannot tell that from a test killing its worker, so those
   are counted apart ("worker-kill victims");
 * incomplete: rounds not complete after ``--max-attempts`` attempts; hangs: invocations still
   running ``--timeout`` seconds after a kill (or start); INTERNALERRORs and tracebacks from the
@@ -395,10 +396,14 @@ def audit_round(
         log = log_of.get(kill.controller, SideLog())
         mine = {t for t, pid in log.open_tests().items() if pid == kill.pid}
         started = {t for _, t in log.starts}
+        # torn down in the worker, its teardown report not yet at the controller: xdist
+        # counts it the crashed one (its protocol was not acknowledged)
+        ended = [t for pid, t in log.ends if pid == kill.pid]
+        last_ended = ended[-1] if ended else None
         candidates = sorted(
             (a, t)
             for a, t in crashed - victims
-            if a == attempt and (t in mine or (not mine and t not in started))
+            if a == attempt and (t in mine or (not mine and (t not in started or t == last_ended)))
         )
         if candidates:
             victims.add(candidates[0])
