@@ -1,19 +1,20 @@
-"""Recording overhead as instructions executed, a figure machine noise cannot move (issue #17).
+"""Recording overhead as instructions executed, a figure machine noise barely moves (issue #17).
 
 CPU time on a shared 2-core machine varies by 20-30 % from one run to the next, so a ratio of a
 few percent needs many alternated pairs (``cost.py``). This counts the instructions every
 process of the tree executed, under ``valgrind --tool=cachegrind`` (no cache simulation), with
-the plugin recording and with ``-p no:resumable``: the same run gives the same count to
-~0.01 %. What it does not see: time in the kernel (the two ``write`` calls per test, ~1.2 µs
-each here) and cache misses. Runs ~20x slower than natively.
+the plugin recording and with ``-p no:resumable`` (with the plugin off the same run gives the
+same count to ~0.01 %; recording, see below). What it does not see: time in the kernel (the
+two ``write`` calls per test, ~1.2 µs each here) and cache misses. Runs ~40x slower than natively.
 
 One part of recording is driven by the clock, not by the tests: the journal writer releases
 its lock lease every 0.5 s of wall time and takes it again at the next append, and syncs once a
 second. Under valgrind a run lasts ~40x longer, so that part is counted ~40x (10,000 tests:
 ~190 lease cycles instead of ~5-10 natively, ~70 M instructions) and moves with the machine's
 load (~15 M from run to run at 2,000 tests). The last columns count the run again with a probe
-plugin that stops that clock (:data:`CLOCK_PROBE`): deterministic, and closer to what a
-native run executes.
+plugin that stops that clock (:data:`CLOCK_PROBE`): closer to what a native run executes,
+and repeatable between runs made back to back (two runs of identical code were 12 M apart
+at 2,000 tests, clock stopped, one of them beside another benchmark: compare in pairs).
 
 Prints, per mode, the instructions off and on, the difference per test, the overhead, and the
 same with the clock stopped. Each run is made once unmeasured first, so every module is

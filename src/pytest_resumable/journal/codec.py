@@ -119,8 +119,8 @@ def passed_line_encoded(
     member made once per file (:func:`file_hash_field`)."""
     if not 0 <= duration <= MAX_DURATION:  # pytest's are; as _duration() does otherwise
         duration = MAX_DURATION if MAX_DURATION < duration < math.inf else 0.0
-    # "%.6f" is round(duration, 6) in fixed notation: the same number in a third of
-    # the time of repr (it may keep trailing zeros: "0.250000"); one f-string a line
+    # "%.6f" is round(duration, 6) in fixed notation: the same number, cheaper than
+    # repr(round(...)) (it may keep trailing zeros: "0.250000"); one f-string a line
     if line is None:
         text = f'{prefix}{test_json},"outcome":"passed","duration":{duration:.6f}{hash_field}}}\n'
     else:
