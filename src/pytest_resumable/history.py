@@ -13,7 +13,6 @@ import contextlib
 import gc
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,37 @@ from pytest_resumable.journal.records import (
     ShardRecord,
     StartRecord,
 )
+from pytest_resumable.values import Value
 
 
-@dataclass
-class AttemptSummary:
+class AttemptSummary(Value):
+    _fields = ("number", "time", "pid", "host", "xdist", "selected", "end")
     number: int
     time: float
-    pid: int | None = None
-    host: str | None = None
-    xdist: bool = False
+    pid: int | None
+    host: str | None
+    xdist: bool
     #: tests selected, as recorded right after collection
-    selected: int | None = None
-    end: EndRecord | None = None
+    selected: int | None
+    end: EndRecord | None
+
+    def __init__(
+        self,
+        number: int,
+        time: float,
+        pid: int | None = None,
+        host: str | None = None,
+        xdist: bool = False,
+        selected: int | None = None,
+        end: EndRecord | None = None,
+    ) -> None:
+        self.number = number
+        self.time = time
+        self.pid = pid
+        self.host = host
+        self.xdist = xdist
+        self.selected = selected
+        self.end = end
 
     @property
     def died(self) -> bool:
@@ -49,19 +67,37 @@ class AttemptSummary:
         return self.end is None
 
 
-@dataclass
-class RunState:
+class RunState(Value):
     """One run: its attempts, and (when read in detail) the latest result of each test."""
 
+    _fields = ("record", "attempts", "last_time", "detailed", "results", "unfinished", "shard")
     record: RunRecord
-    attempts: dict[int, AttemptSummary] = field(default_factory=dict)
-    last_time: float = 0.0
-    detailed: bool = False
-    results: dict[str, ResultRecord] = field(default_factory=dict)
+    attempts: dict[int, AttemptSummary]
+    last_time: float
+    detailed: bool
+    results: dict[str, ResultRecord]
     #: per attempt, the tests that started in it and have no result from it
-    unfinished: dict[int, set[str]] = field(default_factory=dict)
+    unfinished: dict[int, set[str]]
     #: the shard assignment frozen on the run's first attempt, if it is a shard
-    shard: ShardRecord | None = None
+    shard: ShardRecord | None
+
+    def __init__(
+        self,
+        record: RunRecord,
+        attempts: dict[int, AttemptSummary] | None = None,
+        last_time: float = 0.0,
+        detailed: bool = False,
+        results: dict[str, ResultRecord] | None = None,
+        unfinished: dict[int, set[str]] | None = None,
+        shard: ShardRecord | None = None,
+    ) -> None:
+        self.record = record
+        self.attempts = {} if attempts is None else attempts
+        self.last_time = last_time
+        self.detailed = detailed
+        self.results = {} if results is None else results
+        self.unfinished = {} if unfinished is None else unfinished
+        self.shard = shard
 
     @property
     def id(self) -> str:
@@ -129,15 +165,27 @@ class RunState:
             self.shard = record
 
 
-@dataclass
-class History:
+class History(Value):
     """Every run of a journal, in the order they started."""
 
+    _fields = ("path", "runs", "corrupt", "durations")
     path: Path
-    runs: dict[str, RunState] = field(default_factory=dict)
-    corrupt: int = 0
+    runs: dict[str, RunState]
+    corrupt: int
     #: latest recorded duration per test (setup + call + teardown), when asked for
-    durations: dict[str, float] = field(default_factory=dict)
+    durations: dict[str, float]
+
+    def __init__(
+        self,
+        path: Path,
+        runs: dict[str, RunState] | None = None,
+        corrupt: int = 0,
+        durations: dict[str, float] | None = None,
+    ) -> None:
+        self.path = path
+        self.runs = {} if runs is None else runs
+        self.corrupt = corrupt
+        self.durations = {} if durations is None else durations
 
     def find_resumable(self, resume_id: str | None, shard: str | None) -> RunState | None:
         """The newest run with this identity, if it is not complete."""
@@ -440,14 +488,30 @@ def read_durations(path: Path) -> dict[str, float]:
 # verify: the shards of one CI run gave every selected test exactly one result
 
 
-@dataclass
-class Verdict:
+class Verdict(Value):
+    _fields = ("ok", "lines", "missing", "doubled", "unassigned", "absent_shards")
     ok: bool
     lines: list[str]
-    missing: list[str] = field(default_factory=list)
-    doubled: list[str] = field(default_factory=list)
-    unassigned: list[str] = field(default_factory=list)
-    absent_shards: list[int] = field(default_factory=list)
+    missing: list[str]
+    doubled: list[str]
+    unassigned: list[str]
+    absent_shards: list[int]
+
+    def __init__(
+        self,
+        ok: bool,
+        lines: list[str],
+        missing: list[str] | None = None,
+        doubled: list[str] | None = None,
+        unassigned: list[str] | None = None,
+        absent_shards: list[int] | None = None,
+    ) -> None:
+        self.ok = ok
+        self.lines = lines
+        self.missing = [] if missing is None else missing
+        self.doubled = [] if doubled is None else doubled
+        self.unassigned = [] if unassigned is None else unassigned
+        self.absent_shards = [] if absent_shards is None else absent_shards
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_resumable.defaults import CACHE_SUBDIR, DEFAULT_COMPACT_BYTES, JOURNAL_NAME
 from pytest_resumable.journal.records import FSYNC_MODES, FsyncMode
+from pytest_resumable.values import Frozen
 
 if TYPE_CHECKING:
     import pytest
@@ -22,10 +22,23 @@ if TYPE_CHECKING:
 ORDER_MODES = ("duration", "none")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Frozen):
     """The validated options of one session."""
 
+    _fields = (
+        "journal",
+        "journal_in_cache",
+        "resume",
+        "explicit",
+        "resume_id",
+        "new",
+        "retry_failed",
+        "fsync",
+        "lock_timeout",
+        "shard",
+        "order",
+        "compact_bytes",
+    )
     journal: Path
     #: the journal is the default one inside pytest's cache (created through config.cache)
     journal_in_cache: bool
@@ -36,9 +49,39 @@ class Settings:
     retry_failed: bool
     fsync: FsyncMode
     lock_timeout: float
-    shard: tuple[int, int] | None = None  # (K, N), K 1-based
-    order: str = "duration"
-    compact_bytes: int = DEFAULT_COMPACT_BYTES
+    shard: tuple[int, int] | None  # (K, N), K 1-based
+    order: str
+    compact_bytes: int
+
+    def __init__(
+        self,
+        journal: Path,
+        journal_in_cache: bool,
+        resume: bool,
+        explicit: bool,
+        resume_id: str | None,
+        new: bool,
+        retry_failed: bool,
+        fsync: FsyncMode,
+        lock_timeout: float,
+        shard: tuple[int, int] | None = None,
+        order: str = "duration",
+        compact_bytes: int = DEFAULT_COMPACT_BYTES,
+    ) -> None:
+        self.__dict__.update(
+            journal=journal,
+            journal_in_cache=journal_in_cache,
+            resume=resume,
+            explicit=explicit,
+            resume_id=resume_id,
+            new=new,
+            retry_failed=retry_failed,
+            fsync=fsync,
+            lock_timeout=lock_timeout,
+            shard=shard,
+            order=order,
+            compact_bytes=compact_bytes,
+        )
 
     @property
     def shard_spec(self) -> str | None:

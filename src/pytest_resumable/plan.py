@@ -8,20 +8,29 @@ parts of it (:class:`pytest_resumable.worker.WorkerSnapshot`) and never decide a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pytest_resumable.history import History, RunState
 from pytest_resumable.journal.records import BAD_OUTCOMES, ResultRecord, RunRecord
+from pytest_resumable.values import Frozen
 
 if TYPE_CHECKING:
     from pytest_resumable.sharding import ShardRule
 
 
-@dataclass(frozen=True)
-class PlanInputs:
+class PlanInputs(Frozen):
     """What the plan depends on besides the journal: the session's resolved options."""
 
+    _fields = (
+        "resume",
+        "resume_id",
+        "shard",
+        "retry_failed",
+        "dist_each",
+        "xdist",
+        "rootdir",
+        "inifile",
+    )
     resume: bool
     resume_id: str | None
     shard: tuple[int, int] | None
@@ -33,39 +42,110 @@ class PlanInputs:
     rootdir: str
     inifile: str | None
 
+    def __init__(
+        self,
+        resume: bool,
+        resume_id: str | None,
+        shard: tuple[int, int] | None,
+        retry_failed: bool,
+        dist_each: bool,
+        xdist: bool,
+        rootdir: str,
+        inifile: str | None,
+    ) -> None:
+        self.__dict__.update(
+            resume=resume,
+            resume_id=resume_id,
+            shard=shard,
+            retry_failed=retry_failed,
+            dist_each=dist_each,
+            xdist=xdist,
+            rootdir=rootdir,
+            inifile=inifile,
+        )
+
     @property
     def shard_spec(self) -> str | None:
         return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
 
 
-@dataclass(frozen=True)
-class AttemptPlan:
+class AttemptPlan(Frozen):
     """What this attempt does. Immutable; made once per session."""
 
+    _fields = (
+        "run_id",
+        "attempt",
+        "new_run",
+        "carried",
+        "in_flight",
+        "suspects",
+        "not_carried_changed",
+        "each_not_carried",
+        "mismatch",
+        "corrupt_lines",
+        "durations",
+        "shard",
+        "run_size",
+        "recorded",
+    )
     run_id: str
     attempt: int
     #: the run starts now: its run record is written
     new_run: bool
     #: the tests carried from earlier attempts (not run again), by node id
-    carried: Mapping[str, ResultRecord] = field(default_factory=dict)
+    carried: Mapping[str, ResultRecord]
     #: tests that had started but had no result when the previous attempt died
-    in_flight: tuple[str, ...] = ()
+    in_flight: tuple[str, ...]
     #: of those, the tests to run in a child process first (the previous attempt was a
     #: single process: one of them may have killed it); only a child's death blames a test
-    suspects: tuple[str, ...] = ()
+    suspects: tuple[str, ...]
     #: results of the run not carried because their test file changed
-    not_carried_changed: int = 0
+    not_carried_changed: int
     #: results not carried because this attempt runs under ``--dist each``
-    each_not_carried: int = 0
+    each_not_carried: int
     #: why an unfinished run of this identity is not continued (started elsewhere)
-    mismatch: str | None = None
-    corrupt_lines: int = 0
-    durations: Mapping[str, float] = field(default_factory=dict)
-    shard: ShardRule | None = None
+    mismatch: str | None
+    corrupt_lines: int
+    durations: Mapping[str, float]
+    shard: ShardRule | None
     #: how many tests the run has selected at most so far (its earlier attempts)
-    run_size: int = 0
+    run_size: int
     #: every test of the run with a result (carried or not)
-    recorded: frozenset[str] = frozenset()
+    recorded: frozenset[str]
+
+    def __init__(
+        self,
+        run_id: str,
+        attempt: int,
+        new_run: bool,
+        carried: Mapping[str, ResultRecord] | None = None,
+        in_flight: tuple[str, ...] = (),
+        suspects: tuple[str, ...] = (),
+        not_carried_changed: int = 0,
+        each_not_carried: int = 0,
+        mismatch: str | None = None,
+        corrupt_lines: int = 0,
+        durations: Mapping[str, float] | None = None,
+        shard: ShardRule | None = None,
+        run_size: int = 0,
+        recorded: frozenset[str] = frozenset(),
+    ) -> None:
+        self.__dict__.update(
+            run_id=run_id,
+            attempt=attempt,
+            new_run=new_run,
+            carried={} if carried is None else carried,
+            in_flight=in_flight,
+            suspects=suspects,
+            not_carried_changed=not_carried_changed,
+            each_not_carried=each_not_carried,
+            mismatch=mismatch,
+            corrupt_lines=corrupt_lines,
+            durations={} if durations is None else durations,
+            shard=shard,
+            run_size=run_size,
+            recorded=recorded,
+        )
 
     @property
     def resumed(self) -> bool:

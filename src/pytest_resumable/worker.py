@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from pytest_resumable.values import Frozen
 
 if TYPE_CHECKING:  # imported when sharding: a worker of a plain run does not pay for it
     from pytest_resumable.sharding import ShardRule
@@ -28,20 +29,40 @@ WORKERINPUT_KEY = "resumable"
 CHANNEL_KEY = "resumable_channel"
 
 
-@dataclass(frozen=True)
-class WorkerSnapshot:
+class WorkerSnapshot(Frozen):
     """What a worker needs of the attempt's plan, resolved on the controller."""
 
+    _fields = ("run", "attempt", "carried", "order", "dist", "durations", "shard")
     run: str
     attempt: int
     #: tests whose results are carried: not run
-    carried: frozenset[str] = frozenset()
+    carried: frozenset[str]
     #: ``duration`` (longest first) or ``none``
-    order: str = "none"
+    order: str
     #: xdist's ``--dist`` mode, as the controller has it (a worker's own config says "no")
-    dist: str = "load"
-    durations: Mapping[str, float] = field(default_factory=dict)
-    shard: ShardRule | None = None
+    dist: str
+    durations: Mapping[str, float]
+    shard: ShardRule | None
+
+    def __init__(
+        self,
+        run: str,
+        attempt: int,
+        carried: frozenset[str] = frozenset(),
+        order: str = "none",
+        dist: str = "load",
+        durations: Mapping[str, float] | None = None,
+        shard: ShardRule | None = None,
+    ) -> None:
+        self.__dict__.update(
+            run=run,
+            attempt=attempt,
+            carried=carried,
+            order=order,
+            dist=dist,
+            durations={} if durations is None else durations,
+            shard=shard,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """What goes into ``workerinput``: the two big collections as one JSON string each, so

@@ -10,20 +10,23 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pytest_resumable.journal.codec import MAX_LINE, UNKNOWN, decode
 from pytest_resumable.journal.errors import JournalError, JournalVersionError
 from pytest_resumable.journal.records import VERSION, HeaderRecord, Record
+from pytest_resumable.values import Value
 
 
-@dataclass
-class ReadStats:
+class ReadStats(Value):
     """What a read found besides records: the count of lines skipped as corrupt."""
 
-    corrupt: int = 0
+    _fields = ("corrupt",)
+    corrupt: int
+
+    def __init__(self, corrupt: int = 0) -> None:
+        self.corrupt = corrupt
 
 
 def check_version(header: HeaderRecord, path: Path | str) -> None:

@@ -1,14 +1,15 @@
 """The records of a journal and the outcomes a result can have.
 
-Plain frozen dataclasses and constants, no I/O and no pytest: xdist workers import this module,
-so it stays light. How a record looks on disk is :mod:`pytest_resumable.journal.codec`'s
-business alone.
+Plain frozen value classes (:mod:`pytest_resumable.values`) and constants, no I/O and no
+pytest: xdist workers import this module, so it stays light. How a record looks on disk is
+:mod:`pytest_resumable.journal.codec`'s business alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
+
+from pytest_resumable.values import Frozen
 
 Outcome: TypeAlias = Literal[
     "passed", "failed", "error", "skipped", "xfailed", "xpassed", "crashed"
@@ -33,71 +34,144 @@ FORMAT: Final = "pytest-resumable"
 VERSION: Final = 1
 
 
-@dataclass(frozen=True)
-class HeaderRecord:
+class HeaderRecord(Frozen):
+    _fields = ("version", "created")
     version: int
-    created: float | None = None
+    created: float | None
+
+    def __init__(self, version: int, created: float | None = None) -> None:
+        self.__dict__.update(version=version, created=created)
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Frozen):
     """A run starts. ``rootdir`` and ``inifile`` are where it was started: an attempt whose
     rootdir or ini file differs carries nothing (pytest may pick another rootdir when the
     journal path is taken for a test path)."""
 
+    _fields = ("run", "time", "resume_id", "shard", "rootdir", "inifile")
     run: str
     time: float
-    resume_id: str | None = None
-    shard: str | None = None
-    rootdir: str | None = None
-    inifile: str | None = None
+    resume_id: str | None
+    shard: str | None
+    rootdir: str | None
+    inifile: str | None
+
+    def __init__(
+        self,
+        run: str,
+        time: float,
+        resume_id: str | None = None,
+        shard: str | None = None,
+        rootdir: str | None = None,
+        inifile: str | None = None,
+    ) -> None:
+        self.__dict__.update(
+            run=run, time=time, resume_id=resume_id, shard=shard, rootdir=rootdir, inifile=inifile
+        )
 
 
-@dataclass(frozen=True)
-class AttemptRecord:
+class AttemptRecord(Frozen):
+    _fields = ("run", "attempt", "time", "pid", "host", "xdist")
     run: str
     attempt: int
     time: float
-    pid: int | None = None
-    host: str | None = None
+    pid: int | None
+    host: str | None
     #: the attempt ran under xdist (its controller's death blames no test)
-    xdist: bool | None = None
+    xdist: bool | None
+
+    def __init__(
+        self,
+        run: str,
+        attempt: int,
+        time: float,
+        pid: int | None = None,
+        host: str | None = None,
+        xdist: bool | None = None,
+    ) -> None:
+        self.__dict__.update(run=run, attempt=attempt, time=time, pid=pid, host=host, xdist=xdist)
 
 
-@dataclass(frozen=True)
-class SelectionRecord:
+class SelectionRecord(Frozen):
     """How many tests an attempt selected, written right after collection: the run's size is
     known even when the attempt is killed before its end record."""
 
+    _fields = ("run", "attempt", "selected")
     run: str
     attempt: int
     selected: int
 
+    def __init__(self, run: str, attempt: int, selected: int) -> None:
+        self.__dict__.update(run=run, attempt=attempt, selected=selected)
 
-@dataclass(frozen=True)
-class StartRecord:
+
+class StartRecord(Frozen):
+    _fields = ("run", "attempt", "test")
     run: str
     attempt: int
     test: str
 
+    def __init__(self, run: str, attempt: int, test: str) -> None:
+        self.__dict__.update(run=run, attempt=attempt, test=test)
 
-@dataclass(frozen=True)
-class ResultRecord:
+
+class ResultRecord(Frozen):
     """A test's result in one attempt. ``reports``: pytest's own serialized reports
     (``pytest_report_to_serializable``) of every test that is not a plain pass, replayed whole
     when the result is carried."""
 
+    _fields = (
+        "run",
+        "attempt",
+        "test",
+        "outcome",
+        "duration",
+        "when",
+        "line",
+        "file_hash",
+        "message",
+        "longrepr",
+        "reports",
+    )
     run: str
     attempt: int
     test: str
     outcome: Outcome
     duration: float
-    when: str | None = None
-    line: int | None = None
-    file_hash: str | None = None
-    message: str | None = None
-    longrepr: str | None = None
-    reports: tuple[dict[str, Any], ...] | None = None
+    when: str | None
+    line: int | None
+    file_hash: str | None
+    message: str | None
+    longrepr: str | None
+    reports: tuple[dict[str, Any], ...] | None
+
+    def __init__(
+        self,
+        run: str,
+        attempt: int,
+        test: str,
+        outcome: Outcome,
+        duration: float,
+        when: str | None = None,
+        line: int | None = None,
+        file_hash: str | None = None,
+        message: str | None = None,
+        longrepr: str | None = None,
+        reports: tuple[dict[str, Any], ...] | None = None,
+    ) -> None:
+        self.__dict__.update(
+            run=run,
+            attempt=attempt,
+            test=test,
+            outcome=outcome,
+            duration=duration,
+            when=when,
+            line=line,
+            file_hash=file_hash,
+            message=message,
+            longrepr=longrepr,
+            reports=reports,
+        )
 
     @classmethod
     def passed(
@@ -110,9 +184,8 @@ class ResultRecord:
         file_hash: str | None,
     ) -> ResultRecord:
         """A plain pass, as ``ResultRecord(run, attempt, test, "passed", duration, line=...,
-        file_hash=...)`` makes it, in a quarter of the time: a frozen dataclass's ``__init__``
-        sets each field through ``object.__setattr__``; this fills the instance's namespace at
-        once (there is no ``__post_init__``). For reading journals, one per carried test."""
+        file_hash=...)`` makes it, without binding keyword arguments. For reading journals,
+        one per carried test."""
         record = object.__new__(cls)
         record.__dict__.update(
             run=run,
@@ -130,8 +203,18 @@ class ResultRecord:
         return record
 
 
-@dataclass(frozen=True)
-class EndRecord:
+class EndRecord(Frozen):
+    _fields = (
+        "run",
+        "attempt",
+        "time",
+        "status",
+        "selected",
+        "results",
+        "complete",
+        "outside",
+        "collection_errors",
+    )
     run: str
     attempt: int
     time: float
@@ -140,12 +223,35 @@ class EndRecord:
     results: int
     complete: bool
     #: selected tests of the run outside this attempt's selection (``-k``, paths)
-    outside: int | None = None
-    collection_errors: int | None = None
+    outside: int | None
+    collection_errors: int | None
+
+    def __init__(
+        self,
+        run: str,
+        attempt: int,
+        time: float,
+        status: int,
+        selected: int,
+        results: int,
+        complete: bool,
+        outside: int | None = None,
+        collection_errors: int | None = None,
+    ) -> None:
+        self.__dict__.update(
+            run=run,
+            attempt=attempt,
+            time=time,
+            status=status,
+            selected=selected,
+            results=results,
+            complete=complete,
+            outside=outside,
+            collection_errors=collection_errors,
+        )
 
 
-@dataclass(frozen=True)
-class ShardRecord:
+class ShardRecord(Frozen):
     """A shard's assignment, frozen on the run's first attempt (SPEC §4.10).
 
     ``tests``: the shard's own tests; ``selection``: every test selected when it was frozen
@@ -153,20 +259,42 @@ class ShardRecord:
     that start later adopt the first one's assignment, so all agree.
     """
 
+    _fields = ("run", "attempt", "shard", "tests", "selection", "assignment")
     run: str
     attempt: int
     shard: str
     tests: tuple[str, ...]
     selection: tuple[str, ...]
-    assignment: tuple[int, ...] = ()
+    assignment: tuple[int, ...]
+
+    def __init__(
+        self,
+        run: str,
+        attempt: int,
+        shard: str,
+        tests: tuple[str, ...],
+        selection: tuple[str, ...],
+        assignment: tuple[int, ...] = (),
+    ) -> None:
+        self.__dict__.update(
+            run=run,
+            attempt=attempt,
+            shard=shard,
+            tests=tests,
+            selection=selection,
+            assignment=assignment,
+        )
 
 
-@dataclass(frozen=True)
-class DurationsRecord:
+class DurationsRecord(Frozen):
     """Durations of tests whose results compaction dropped, so ordering keeps learning."""
 
+    _fields = ("time", "tests")
     time: float
-    tests: dict[str, float] = field(default_factory=dict)
+    tests: dict[str, float]
+
+    def __init__(self, time: float, tests: dict[str, float] | None = None) -> None:
+        self.__dict__.update(time=time, tests={} if tests is None else tests)
 
 
 Record: TypeAlias = (

@@ -1,0 +1,56 @@
+"""Value classes: what ``@dataclass`` gave the records, plans and settings, without its cost at
+import.
+
+A dataclass generates its methods as source text and compiles them when its module is
+imported: on CPython 3.11 the 17 dataclasses a session imported cost ~67 M instructions, about
+40 % of everything the plugin did once per session (README, Performance). A class here writes
+its ``__init__`` out and lists its fields in ``_fields``, in the order of ``__init__``'s
+parameters; equality, ``repr``, and for :class:`Frozen` hashing and refusing assignment, are
+shared and read ``_fields``. They behave as ``@dataclass`` and ``@dataclass(frozen=True)`` do:
+equal when of the same class with equal fields, unhashable unless frozen, the same ``repr``.
+``tests/test_values.py`` checks every such class's ``_fields`` against its ``__init__`` and its
+annotations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+from typing import Any, ClassVar
+
+
+class Value:
+    """Fields compared and shown like a dataclass's (``eq=True``): mutable, so unhashable."""
+
+    __slots__ = ()
+    #: the fields, in the order of ``__init__``'s parameters
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple([getattr(self, name) for name in self._fields])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]  # set to None by defining __eq__
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{self.__class__.__qualname__}({shown})"
+
+
+class Frozen(Value):
+    """A :class:`Value` that cannot be changed once made, hashed by its fields. ``__init__``
+    fills the instance's namespace directly (``self.__dict__.update``)."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
