@@ -1,7 +1,7 @@
 """Defaults the option declarations (:mod:`.plugin`) and the settings (:mod:`.options`) share.
 
 Imported by every pytest process, xdist workers included: nothing else here (the settings
-module, with its dataclass and the journal's record types, cost a worker ~10 ms to import).
+module, with its settings class and the journal's record types, cost a worker ~10 ms to import).
 """
 
 from __future__ import annotations
