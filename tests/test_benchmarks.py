@@ -92,6 +92,7 @@ def test_phases_accounts_every_phase_of_both_sides() -> None:
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+@pytest.mark.timeout(300)  # five pytest sessions under valgrind: >120 s on a loaded machine
 def test_instruction_counts_see_the_plugin_record() -> None:
     # counts of the whole process tree under cachegrind: recording executes more instructions
     # than -p no:resumable, and the row says how many per test
