@@ -8,7 +8,9 @@ A class here writes its ``__init__`` out and lists its fields in ``_fields``, in
 ``__init__``'s parameters; equality, ``repr``, and for :class:`Frozen` hashing and refusing
 assignment, are shared and read ``_fields``. They behave as ``@dataclass`` and
 ``@dataclass(frozen=True)`` do: equal when of the same class with equal fields, unhashable
-unless frozen, the same ``repr``. ``tests/test_values.py`` checks every such class against its
+unless frozen, the same ``repr``. Fields compare as tuples, as dataclasses did up to Python
+3.12 (3.13's compare field by field: they differ for a value unequal to itself, a NaN, which
+the codec never reads or writes). ``tests/test_values.py`` checks every such class against its
 ``__init__``, its annotations and an equivalent dataclass.
 """
 
