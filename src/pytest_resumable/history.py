@@ -33,7 +33,6 @@ from pytest_resumable.values import Value
 
 
 class AttemptSummary(Value):
-    _fields = ("number", "time", "pid", "host", "xdist", "selected", "end")
     number: int
     time: float
     pid: int | None
@@ -70,7 +69,6 @@ class AttemptSummary(Value):
 class RunState(Value):
     """One run: its attempts, and (when read in detail) the latest result of each test."""
 
-    _fields = ("record", "attempts", "last_time", "detailed", "results", "unfinished", "shard")
     record: RunRecord
     attempts: dict[int, AttemptSummary]
     last_time: float
@@ -168,7 +166,6 @@ class RunState(Value):
 class History(Value):
     """Every run of a journal, in the order they started."""
 
-    _fields = ("path", "runs", "corrupt", "durations")
     path: Path
     runs: dict[str, RunState]
     corrupt: int
@@ -489,7 +486,6 @@ def read_durations(path: Path) -> dict[str, float]:
 
 
 class Verdict(Value):
-    _fields = ("ok", "lines", "missing", "doubled", "unassigned", "absent_shards")
     ok: bool
     lines: list[str]
     missing: list[str]

@@ -25,20 +25,6 @@ ORDER_MODES = ("duration", "none")
 class Settings(Frozen):
     """The validated options of one session."""
 
-    _fields = (
-        "journal",
-        "journal_in_cache",
-        "resume",
-        "explicit",
-        "resume_id",
-        "new",
-        "retry_failed",
-        "fsync",
-        "lock_timeout",
-        "shard",
-        "order",
-        "compact_bytes",
-    )
     journal: Path
     #: the journal is the default one inside pytest's cache (created through config.cache)
     journal_in_cache: bool

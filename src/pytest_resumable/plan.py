@@ -21,16 +21,6 @@ if TYPE_CHECKING:
 class PlanInputs(Frozen):
     """What the plan depends on besides the journal: the session's resolved options."""
 
-    _fields = (
-        "resume",
-        "resume_id",
-        "shard",
-        "retry_failed",
-        "dist_each",
-        "xdist",
-        "rootdir",
-        "inifile",
-    )
     resume: bool
     resume_id: str | None
     shard: tuple[int, int] | None
@@ -72,22 +62,6 @@ class PlanInputs(Frozen):
 class AttemptPlan(Frozen):
     """What this attempt does. Immutable; made once per session."""
 
-    _fields = (
-        "run_id",
-        "attempt",
-        "new_run",
-        "carried",
-        "in_flight",
-        "suspects",
-        "not_carried_changed",
-        "each_not_carried",
-        "mismatch",
-        "corrupt_lines",
-        "durations",
-        "shard",
-        "run_size",
-        "recorded",
-    )
     run_id: str
     attempt: int
     #: the run starts now: its run record is written

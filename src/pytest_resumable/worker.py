@@ -32,7 +32,6 @@ CHANNEL_KEY = "resumable_channel"
 class WorkerSnapshot(Frozen):
     """What a worker needs of the attempt's plan, resolved on the controller."""
 
-    _fields = ("run", "attempt", "carried", "order", "dist", "durations", "shard")
     run: str
     attempt: int
     #: tests whose results are carried: not run

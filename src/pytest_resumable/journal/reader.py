@@ -22,7 +22,6 @@ from pytest_resumable.values import Value
 class ReadStats(Value):
     """What a read found besides records: the count of lines skipped as corrupt."""
 
-    _fields = ("corrupt",)
     corrupt: int
 
     def __init__(self, corrupt: int = 0) -> None:

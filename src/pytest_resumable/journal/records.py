@@ -35,7 +35,6 @@ VERSION: Final = 1
 
 
 class HeaderRecord(Frozen):
-    _fields = ("version", "created")
     version: int
     created: float | None
 
@@ -48,7 +47,6 @@ class RunRecord(Frozen):
     rootdir or ini file differs carries nothing (pytest may pick another rootdir when the
     journal path is taken for a test path)."""
 
-    _fields = ("run", "time", "resume_id", "shard", "rootdir", "inifile")
     run: str
     time: float
     resume_id: str | None
@@ -71,7 +69,6 @@ class RunRecord(Frozen):
 
 
 class AttemptRecord(Frozen):
-    _fields = ("run", "attempt", "time", "pid", "host", "xdist")
     run: str
     attempt: int
     time: float
@@ -96,7 +93,6 @@ class SelectionRecord(Frozen):
     """How many tests an attempt selected, written right after collection: the run's size is
     known even when the attempt is killed before its end record."""
 
-    _fields = ("run", "attempt", "selected")
     run: str
     attempt: int
     selected: int
@@ -106,7 +102,6 @@ class SelectionRecord(Frozen):
 
 
 class StartRecord(Frozen):
-    _fields = ("run", "attempt", "test")
     run: str
     attempt: int
     test: str
@@ -120,19 +115,6 @@ class ResultRecord(Frozen):
     (``pytest_report_to_serializable``) of every test that is not a plain pass, replayed whole
     when the result is carried."""
 
-    _fields = (
-        "run",
-        "attempt",
-        "test",
-        "outcome",
-        "duration",
-        "when",
-        "line",
-        "file_hash",
-        "message",
-        "longrepr",
-        "reports",
-    )
     run: str
     attempt: int
     test: str
@@ -204,17 +186,6 @@ class ResultRecord(Frozen):
 
 
 class EndRecord(Frozen):
-    _fields = (
-        "run",
-        "attempt",
-        "time",
-        "status",
-        "selected",
-        "results",
-        "complete",
-        "outside",
-        "collection_errors",
-    )
     run: str
     attempt: int
     time: float
@@ -259,7 +230,6 @@ class ShardRecord(Frozen):
     that start later adopt the first one's assignment, so all agree.
     """
 
-    _fields = ("run", "attempt", "shard", "tests", "selection", "assignment")
     run: str
     attempt: int
     shard: str
@@ -289,7 +259,6 @@ class ShardRecord(Frozen):
 class DurationsRecord(Frozen):
     """Durations of tests whose results compaction dropped, so ordering keeps learning."""
 
-    _fields = ("time", "tests")
     time: float
     tests: dict[str, float]
 
