@@ -32,22 +32,39 @@ def is_subtest(report: pytest.TestReport) -> bool:
     return "subtest" in type(report).__name__.lower()
 
 
-def is_plain_pass(reports: Sequence[pytest.TestReport]) -> bool:
-    """setup, call and teardown passed, nothing captured, no properties: most tests. (On the
-    hot path: ~0.4 µs. A report of another class, a subtest's say, is never plain.)"""
+def plain_pass(reports: Sequence[pytest.TestReport]) -> tuple[float, int | None] | None:
+    """For setup, call and teardown that passed with nothing captured and no properties (most
+    tests): their total duration and the call's line; ``None`` for anything else, a report of
+    another class among them (a subtest's, say) included.
+
+    On the hot path: the three reports' attributes are read from their ``__dict__``.
+    ``TestReport.__init__`` fills it with ``__dict__.update``, after which each ``report.x``
+    takes the interpreter's slow path (~320 instructions on Python 3.11; a subscript of the dict
+    ~100). Only exact ``TestReport`` instances are read this way: theirs are instance
+    attributes, never properties.
+    """
     if len(reports) != 3:
-        return False
+        return None
     setup, call, teardown = reports
-    return (
-        setup.outcome == "passed"
-        and call.outcome == "passed"
-        and teardown.outcome == "passed"
-        and call.when == "call"
-        and type(call) is _TestReport
-        and not (setup.sections or call.sections or teardown.sections)
-        and not (setup.user_properties or call.user_properties or teardown.user_properties)
-        and not hasattr(call, "wasxfail")
-    )
+    if not (
+        type(setup) is _TestReport and type(call) is _TestReport and type(teardown) is _TestReport
+    ):
+        return None
+    s, c, t = setup.__dict__, call.__dict__, teardown.__dict__
+    try:
+        if (
+            c["outcome"] == "passed"
+            and s["outcome"] == "passed"
+            and t["outcome"] == "passed"
+            and c["when"] == "call"
+            and not (s["sections"] or c["sections"] or t["sections"])
+            and not (s["user_properties"] or c["user_properties"] or t["user_properties"])
+            and "wasxfail" not in c
+        ):
+            return s["duration"] + c["duration"] + t["duration"], c["location"][1]
+    except (KeyError, TypeError):  # a report some plugin changed: the general path takes it
+        pass
+    return None
 
 
 _TestReport = pytest.TestReport
