@@ -458,10 +458,15 @@ class ControllerPlugin:
         status = int(session.exitstatus)
         selected = self.selected or []
         new = recorder.outcomes if recorder is not None else {}
-        results: dict[str, str] = {t: plan.carried[t].outcome for t in self.carried_selected}
         chosen = set(selected)
-        results.update((t, o) for t, o in new.items() if t in chosen)
-        missing = [t for t in selected if t not in results]
+        results: dict[str, str]
+        if not self.carried_selected and new.keys() <= chosen:
+            results = new  # every result of this attempt is of its selection (set operations in C)
+        else:
+            results = {t: plan.carried[t].outcome for t in self.carried_selected}
+            results.update((t, o) for t, o in new.items() if t in chosen)
+        # results holds tests of the selection only: as many as it has means all of them
+        missing = [] if len(results) == len(chosen) else [t for t in selected if t not in results]
         outside = self._outside(chosen)
         complete = (
             self.selected is not None
@@ -561,7 +566,7 @@ class ControllerPlugin:
                 bold=True,
             )
         elif complete:
-            counts = terminal.count_outcomes(results[t] for t in selected)
+            counts = terminal.count_outcomes(results.values())  # complete: one per selected test
             attempts = f"{plan.attempt} attempt{'s' if plan.attempt != 1 else ''}"
             bad = any(counts.get(o) for o in BAD_OUTCOMES)
             tr.write_line(

@@ -30,13 +30,13 @@ _enc = codec.encode_str
 class FileHashes:
     """Content hashes of test files, by the path part of a node id (mtime is useless in CI)."""
 
-    __slots__ = ("_cache", "_last_field", "_last_prefix", "rootpath")
+    __slots__ = ("_cache", "last_field", "last_prefix", "rootpath")
 
     def __init__(self, rootpath: Path) -> None:
         self.rootpath = rootpath
         self._cache: dict[str, str | None] = {}
-        self._last_prefix = "\0"  # the last file's path and "::" (no node id starts with NUL)
-        self._last_field = ""
+        self.last_prefix = "\0"  # the last file's path and "::" (no node id starts with NUL)
+        self.last_field = ""
 
     def for_test(self, nodeid: str) -> str | None:
         rel = nodeid.split("::", 1)[0]
@@ -56,10 +56,10 @@ class FileHashes:
     def field_for(self, nodeid: str) -> str:
         """The result line's ``file_hash`` member for ``nodeid``: the tests of one file
         follow each other, so the last file's member is kept at hand."""
-        if nodeid.startswith(self._last_prefix):
-            return self._last_field
+        if nodeid.startswith(self.last_prefix):
+            return self.last_field
         field = codec.file_hash_field(self.for_test(nodeid))  # the digest is cached
-        self._last_prefix, self._last_field = nodeid.split("::", 1)[0] + "::", field
+        self.last_prefix, self.last_field = nodeid.split("::", 1)[0] + "::", field
         return field
 
 
@@ -184,12 +184,15 @@ class Recorder:
                 done.append(report)
             plain = plain_pass(done)
             if plain is not None:
+                hashes = self.hashes
                 line = codec.passed_line_encoded(
                     self._result_prefix,
                     self._test_json if nodeid == self._test_id else _enc(nodeid),
                     plain[0],
                     plain[1],
-                    self.hashes.field_for(nodeid),
+                    hashes.last_field
+                    if nodeid.startswith(hashes.last_prefix)
+                    else hashes.field_for(nodeid),
                 )
                 if self.each:
                     self._each_result(nodeid, "passed", line)
