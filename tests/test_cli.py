@@ -171,3 +171,23 @@ def test_ctrl_c_while_waiting_for_the_lock_is_one_line(tmp_path: Path) -> None:
     assert command.returncode == 130
     assert err.strip().splitlines() == ["pytest-resumable: interrupted"]
     assert journal.read_bytes() == before
+
+
+def test_show_prints_a_test_id_with_a_lone_surrogate_escaped(tmp_path: Path) -> None:
+    """pytest allows a lone surrogate in an id (with its id escaping disabled); ``show`` failed
+    to print it ("surrogates not allowed") after the table's first row."""
+    journal = tmp_path / "j.jsonl"
+    records = [
+        HeaderRecord(VERSION, 1.0),
+        RunRecord("aaaa1111", 1.0, None, None),
+        AttemptRecord("aaaa1111", 1, 1.0, 1, "h"),
+        ResultRecord("aaaa1111", 1, "t.py::a[\ud800]", "passed", 0.1),
+        ResultRecord("aaaa1111", 1, "t.py::b", "failed", 0.1),
+    ]
+    journal.write_bytes(b"".join(encode(r) for r in records))
+    out = cli("--journal", journal, "show", "aaaa", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [line.split("\t")[0] for line in out.stdout.splitlines()[1:]] == [
+        "t.py::a[\\ud800]",
+        "t.py::b",
+    ]

@@ -678,3 +678,16 @@ def test_space_form_journal_outside_the_project_carries_nothing_into_another_roo
 
 def records_of(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_bytes().splitlines() if line.startswith(b"{")]
+
+
+def test_the_last_line_counts_each_copy_of_a_duplicate(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """``--keep-duplicates`` runs a test once per copy; pytest's summary counts each copy, and
+    so does the last line (the journal holds one result per test id)."""
+    pytester.makepyfile(test_dup="def test_ok(): pass\ndef test_bad(): assert False\n")
+    result = pytester.runpytest_subprocess("test_dup.py", "test_dup.py", "--keep-duplicates")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*2 failed, 2 passed*", "resumable: run * complete after 1 attempt (2 passed, 2 failed)"]
+    )

@@ -566,7 +566,8 @@ class ControllerPlugin:
                 bold=True,
             )
         elif complete:
-            counts = terminal.count_outcomes(results.values())  # complete: one per selected test
+            # one count per selected test, a duplicate's copies (--keep-duplicates) each
+            counts = terminal.count_outcomes(map(results.__getitem__, selected))
             attempts = f"{plan.attempt} attempt{'s' if plan.attempt != 1 else ''}"
             bad = any(counts.get(o) for o in BAD_OUTCOMES)
             tr.write_line(
