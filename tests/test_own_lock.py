@@ -162,8 +162,13 @@ def test_forks_a_helper_that_lives_on():
     (HERE / "first").touch()
     pid = os.fork()
     if pid == 0:  # a helper that outlives the session (a server a test started, say)
+        # past the fork handlers (they ran before fork() returned here): the parent may be
+        # killed from now on; before, the child could still hold the parent's locks
+        (HERE / "child.ready").touch()
         time.sleep(120)
         os._exit(0)
+    while not (HERE / "child.ready").exists():
+        time.sleep(0.005)
     (HERE / "child.pid.tmp").write_text(str(pid))
     os.replace(HERE / "child.pid.tmp", HERE / "child.pid")  # whole when it appears
     while True:  # in flight until the session is killed
