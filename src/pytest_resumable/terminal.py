@@ -21,7 +21,7 @@ def escape(text: str) -> str:
     """``text`` with control characters shown as escapes: text read from a journal must not
     move the cursor, retitle the terminal or write the clipboard (ESC, OSC, CR...). A lone
     surrogate in a test id (pytest allows them with its id escaping disabled) is shown as
-    ``\ud800``: printing it would fail."""
+    ``\\ud800``: printing it would fail."""
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
