@@ -12,10 +12,12 @@ from pytest_resumable.recorder import FileHashes, Recorder
 from pytest_resumable.results import plain_pass
 
 
-def _reports(**changes: Any) -> list[pytest.TestReport]:
+def _reports(
+    cls: type[pytest.TestReport] = pytest.TestReport, **changes: Any
+) -> list[pytest.TestReport]:
     made = []
     for when in ("setup", "call", "teardown"):
-        report = pytest.TestReport(
+        report = cls(
             "t.py::test_a", ("t.py", 4, "test_a"), {}, "passed", None, when, [], 0.25, 0.0, 0.25
         )
         for name, value in changes.get(when, {}).items():
@@ -54,9 +56,7 @@ def test_a_report_of_another_class_or_a_missing_one_is_not_plain() -> None:
     assert plain_pass(reports[:2]) is None
     for i in range(3):
         other = list(reports)
-        other[i] = SubReport(
-            **{k: v for k, v in vars(reports[i]).items() if k != "_id"}, nodeid="t.py::test_a"
-        )
+        other[i] = _reports(SubReport)[i]
         assert plain_pass(other) is None
     broken = _reports()
     del broken[1].__dict__["sections"]  # a plugin removed an attribute: not plain, no error
