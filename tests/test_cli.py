@@ -26,12 +26,12 @@ def cli(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess
     return run_cli(*args, cwd=cwd, timeout=60)  # a hang is a failure here
 
 
-def write_journal(path: Path) -> None:
+def write_journal(path: Path, first_test: str = "t.py::a") -> None:
     records = [
         HeaderRecord(VERSION, 1.0),
         RunRecord("aaaa1111", 1.0, None, None),
         AttemptRecord("aaaa1111", 1, 1.0, 1, "h"),
-        ResultRecord("aaaa1111", 1, "t.py::a", "passed", 0.1),
+        ResultRecord("aaaa1111", 1, first_test, "passed", 0.1),
         ResultRecord("aaaa1111", 1, "t.py::b", "failed", 0.1),
         EndRecord("aaaa1111", 1, 2.0, 1, 2, 2, True),
         RunRecord("bbbb2222", 3.0, "ci-7", None),
@@ -177,14 +177,7 @@ def test_show_prints_a_test_id_with_a_lone_surrogate_escaped(tmp_path: Path) -> 
     """pytest allows a lone surrogate in an id (with its id escaping disabled); ``show`` failed
     to print it ("surrogates not allowed") after the table's first row."""
     journal = tmp_path / "j.jsonl"
-    records = [
-        HeaderRecord(VERSION, 1.0),
-        RunRecord("aaaa1111", 1.0, None, None),
-        AttemptRecord("aaaa1111", 1, 1.0, 1, "h"),
-        ResultRecord("aaaa1111", 1, "t.py::a[\ud800]", "passed", 0.1),
-        ResultRecord("aaaa1111", 1, "t.py::b", "failed", 0.1),
-    ]
-    journal.write_bytes(b"".join(encode(r) for r in records))
+    write_journal(journal, first_test="t.py::a[\ud800]")
     out = cli("--journal", journal, "show", "aaaa", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert [line.split("\t")[0] for line in out.stdout.splitlines()[1:]] == [
