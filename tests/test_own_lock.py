@@ -231,7 +231,7 @@ def test_x(i):
             while not (HERE / "release-child").exists():
                 time.sleep(0.05)
             os._exit(0)
-    time.sleep(0.15)  # longer than a lease's idle time: the lock is taken again each test
+    time.sleep(0.15)  # 1.8 s in all: the lease ends and is taken again several times
 """
 
 
@@ -276,16 +276,35 @@ def test_recording_stopped_counts_the_result_it_could_not_write(
     )
     pytester.makepyfile(
         test_n="""
-        import time
+        import fcntl, os, time
         from pathlib import Path
 
         import pytest
 
+        HERE = Path(__file__).parent
+
+        def wait_for_the_lease_to_end():
+            # the lease thread releases the lock once appends pause: until then a lock of
+            # another open file description of the lock file is refused
+            fd = os.open(HERE / "journal.jsonl.lock", os.O_RDWR)
+            try:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        assert time.monotonic() < deadline, "the lease never ended"
+                        time.sleep(0.01)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
         @pytest.mark.parametrize("i", range(10))
         def test_n(i):
             if i == 5:
-                time.sleep(0.3)  # the lease ends meanwhile (0.1 s without appends)
-                (Path(__file__).parent / "refuse").touch()
+                wait_for_the_lease_to_end()
+                (HERE / "refuse").touch()
         """
     )
     journal = pytester.path / "journal.jsonl"
