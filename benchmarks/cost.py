@@ -12,10 +12,13 @@ noise hits both sides alike:
 * ``--resume`` start-up with a journal of 100,000 and 1,000,000 records of other runs vs an empty
   journal, on a 10-test suite, single and ``-n 2``; peak RSS of the controller.
 
+With ``--concurrent``, the single-process recording overhead also from pairs whose two sides
+run at the same time, each pinned to a CPU of its own (:func:`run_pinned_pair`).
+
 Usage: ``python benchmarks/cost.py [--tests 10000,100000] [--pairs 5]
-[--only overhead,resume,startup] [--shares 0.5,0.98] [--modes single,-n 2]``; the CPU per
-carried test is a small difference of two large totals: measure it alone with more pairs,
-``--only resume --shares 0.98 --pairs 15``.
+[--only overhead,resume,startup] [--shares 0.5,0.98] [--modes single,-n 2] [--concurrent]``;
+the CPU per carried test is a small difference of two large totals: measure it alone with
+more pairs, ``--only resume --shares 0.98 --pairs 15``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,42 @@ def run(
     return cpu, wall, after.ru_maxrss
 
 
+def run_pinned_pair(
+    a: tuple[list[str], Path, dict[str, str]], b: tuple[list[str], Path, dict[str, str]], swap: bool
+) -> tuple[float, float]:
+    """CPU (user + sys) of two single-process pytest runs made at the same time, each pinned
+    to a CPU of its own (CPUs 0 and 1, swapped when ``swap``). Running both sides at once
+    exposes them to the same state of a shared machine: on this project's 2-CPU VM two runs
+    of the same command made this way differ by ~3 % (standard deviation), one after the
+    other by ~10 %."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(cpus) < 2:
+        raise SystemExit("--concurrent needs two CPUs")
+    if swap:
+        cpus.reverse()
+    procs = []
+    for (args, cwd, extra), cpu in zip((a, b), cpus, strict=True):
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                cwd=cwd,
+                env={**env(), **extra},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu}),
+            )
+        )
+    cpu_times = []
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.returncode not in (0, 5):
+            raise SystemExit(f"pytest {' '.join(proc.args)} failed ({proc.returncode}): {stderr}")
+        cpu_times.append(usage.ru_utime + usage.ru_stime)
+    return cpu_times[0], cpu_times[1]
+
+
 def make_suite(root: Path, tests: int) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pytest.ini").write_text("[pytest]\n")
@@ -127,6 +166,22 @@ def overhead(root: Path, pairs: int, mode: list[str]) -> dict[str, float]:
 
     got = pairs_of(pairs, off, on)
     return {"cpu": ratio(got, 0) - 1, "wall": ratio(got, 1) - 1}
+
+
+def overhead_concurrent(root: Path, pairs: int) -> float:
+    """Single process, plugin on vs off run at the same time (:func:`run_pinned_pair`): the
+    median CPU ratio minus one."""
+    mode = ["-p", "no:xdist"]
+    ratios = []
+    for i in range(pairs):
+        shutil.rmtree(root / "jc", ignore_errors=True)
+        off, on = run_pinned_pair(
+            ([*mode, "-p", "no:resumable"], root, {}),
+            ([*mode, f"--resume-journal={root / 'jc' / 'journal.jsonl'}"], root, {}),
+            swap=bool(i % 2),
+        )
+        ratios.append(on / off)
+    return statistics.median(ratios) - 1
 
 
 def previous_release(root: Path, pairs: int, mode: list[str], src: str) -> dict[str, float]:
@@ -227,6 +282,12 @@ def main() -> int:
     parser.add_argument(
         "--previous", metavar="SRC", help="src/ of the previous release: compare recording"
     )
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="also the single-process recording overhead from pairs run at the same time, "
+        "each side pinned to a CPU of its own (less noise on a shared machine)",
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     sizes = [int(n) for n in args.tests.split(",")]
@@ -249,6 +310,15 @@ def main() -> int:
                 r = overhead(root / f"suite-{n}", args.pairs, mode)
                 cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
             row("recording overhead, CPU (wall)", cells)
+        if args.concurrent:
+            cells = []
+            for n, name, _ in columns:
+                if name == "single":
+                    got = overhead_concurrent(root / f"suite-{n}", args.pairs)
+                    cells.append(f"{got:+.1%}")
+                else:
+                    cells.append("")
+            row("recording overhead, CPU, both sides at once (pinned)", cells)
         if args.previous:
             cells = []
             for n, _, mode in columns:

@@ -54,12 +54,15 @@ def test_resume_comparison_counts_what_each_tool_ran() -> None:
 def test_cost_table_runs_every_row_on_a_tiny_suite() -> None:
     # the figures of a 40-test suite mean nothing; the script must still produce every row
     # (it runs real pytest sessions, with and without xdist, resumed and ideal)
-    out = run_script("cost.py", "--tests", "40", "--pairs", "1", "--only", "overhead,resume")
+    out = run_script(
+        "cost.py", "--tests", "40", "--pairs", "1", "--only", "overhead,resume", "--concurrent"
+    )
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     labels = [row.split(" | ")[0] for row in rows]
     assert labels == [
         "| measure",
         "| recording overhead, CPU (wall)",
+        "| recording overhead, CPU, both sides at once (pinned)",
         "| resume at 50% done vs ideal, CPU (wall)",
         "| CPU per carried test at 50%",
         "| resume at 98% done vs ideal, CPU (wall)",
