@@ -339,9 +339,6 @@ class ControllerPlugin:
         results are replayed after it."""
         if self.active:
             self._install_sigterm()
-            recorder = self.recorder
-            if recorder is not None and not recorder.each and not uses_xdist(self.config):
-                recorder.announce(session)  # one write a test: a result and the next start
             if self.carried_selected and not uses_xdist(self.config):
                 # the carried tests are part of the run: progress figures count them (under
                 # xdist, xdist sets the count from the workers' lists; the replay adds them)

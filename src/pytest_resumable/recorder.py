@@ -1,10 +1,5 @@
 """The recording hot path: a start line before each test, a result line when its last report
 arrives. Three to five calls per test; a plain pass costs a list, a check and one formatted line.
-
-In a single process the start line of the next test goes out in the same ``write`` as a plain
-pass's result line (:meth:`Recorder.announce`): between a test's teardown report and the next
-test's start pytest runs nothing but hooks, so the line is in the journal before the next
-test's setup, as it must be, for one system call a test instead of two.
 """
 
 from __future__ import annotations
@@ -83,15 +78,11 @@ class Recorder:
     """
 
     __slots__ = (
-        "_announced",
         "_each_held",
         "_each_seen",
-        "_order",
         "_pending",
-        "_pos",
         "_reran",
         "_result_prefix",
-        "_session",
         "_start_prefix",
         "_test_id",
         "_test_json",
@@ -152,40 +143,11 @@ class Recorder:
         self._test_json = '""'
         #: set while the controller replays reports it does not want recorded
         self.paused = False
-        #: single process (:meth:`announce`): the ids of the test loop, the position of the
-        #: test whose result comes next, and the test whose start line is already written
-        self._order: list[str] | None = None
-        self._pos = 0
-        self._announced: str | None = None
-        self._session: pytest.Session | None = None
-
-    def announce(self, session: pytest.Session) -> None:
-        """Single process, at the start of the test loop: from now on a plain pass's result
-        line carries the start line of the test pytest runs next (``session.items`` in order),
-        and that test's ``pytest_runtest_logstart`` writes nothing. Not under xdist, where the
-        controller hears of a worker's next test only when the worker starts it.
-
-        Nothing runs between a test's teardown report and the next test's start but hooks,
-        so the start line still precedes the next test's setup. When the next test is not
-        the one announced (a plugin that runs tests out of order), its own start line is
-        written as before and announcing stops for the session. No announcement when the
-        session is stopping (``-x``, ``--maxfail``, ``--sw``: a failed report, which is never
-        a plain pass, or a plugin that set ``shouldstop``) or after the last test. Only an
-        interruption in the few microseconds between the two can leave a start line of a
-        test that never began: it counts as in flight, as a test interrupted in its setup
-        does.
-        """
-        self._order = [item.nodeid for item in session.items]
-        self._pos = 0
-        self._session = session
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Called before each test runs (by xdist on the controller for worker tests)."""
         writer = self.writer
         if writer is not None and not self.paused:
-            if nodeid == self._announced:  # written with the last result (announce())
-                self._announced = None
-                return
             # the id as JSON, kept for the result line of the same test (single process: the
             # next line; under xdist, when the same worker's test ends without another start)
             test_json = self._test_json = _enc(nodeid)
@@ -236,12 +198,8 @@ class Recorder:
                     self._each_result(nodeid, "passed", line)
                 else:
                     self.outcomes[nodeid] = "passed"
-                    if self._order is not None:
-                        line = self._with_next_start(nodeid, line)
                     self._write_result(line)
             else:
-                if self._order is not None:
-                    self._passed_position(nodeid)
                 self._record(
                     result_from_reports(
                         self.config, self.run, self.attempt, done, self.hashes.for_test(nodeid)
@@ -271,41 +229,8 @@ class Recorder:
             reports = serialize_reports(self.config, crashed)
             self._record(ResultRecord(**{**result.__dict__, "reports": reports}))
 
-    def _with_next_start(self, nodeid: str, line: bytes) -> bytes:
-        """``line`` (the plain pass of ``nodeid``) and, when pytest runs a next test, that
-        test's start line (:meth:`announce`)."""
-        if not self._passed_position(nodeid):
-            return line
-        order = self._order
-        assert order is not None
-        pos = self._pos
-        session = self._session
-        if pos == len(order) or session is None or session.shouldstop or session.shouldfail:
-            return line
-        test = order[pos]
-        test_json = self._test_json = _enc(test)
-        self._test_id = self._announced = test
-        return line + codec.start_line_encoded(self._start_prefix, test_json)
-
-    def _passed_position(self, nodeid: str) -> bool:
-        """``nodeid``'s result is in: the loop moves on (:meth:`announce`). ``False`` when
-        ``nodeid`` is not the test expected there (announcing stops for the session)."""
-        order = self._order
-        assert order is not None
-        self._announced = None
-        pos = self._pos
-        if pos >= len(order) or order[pos] != nodeid:
-            # a test out of the loop's order (or run twice): write each start at its own
-            # time from now on
-            self._order = None
-            return False
-        self._pos = pos + 1
-        return True
-
     def crashed(self, nodeid: str, how: str) -> ResultRecord:
         """Record that ``nodeid`` killed the child process it ran in (single process)."""
-        if self._order is not None:
-            self._passed_position(nodeid)
         result = crashed_result(
             self.run,
             self.attempt,

@@ -7,12 +7,11 @@ the checks below) costs ~25 µs (measured; ~75 µs through filelock), too much f
 of a trivial test, so the lock is *leased*: taken at the first append, kept across the appends
 that follow, handed over by the first append once the lease is ``max_hold`` seconds old (it
 queues for the lock again), and released by a background thread once appends pause for
-``idle`` seconds (looked for once per ``max_hold`` while appends go on). Waiters take it in
-turn (a queue of POSIX record locks in ``<journal>.lock.queue``, :func:`take_lock`): with up
-to eight waiting, each waits about ``max_hold`` per writer ahead of it. No record waits in a
-buffer: each is in the file (the OS page cache) when :meth:`JournalWriter.append_bytes`
-returns, so killing the process at any moment loses nothing, and the OS drops the lock of a
-dead process.
+``idle`` seconds (looked for once per ``max_hold`` while appends go on). Waiters take it in turn (a queue of POSIX record locks
+in ``<journal>.lock.queue``, :func:`take_lock`): with up to eight waiting, each waits about
+``max_hold`` per writer ahead of it. No record waits in a buffer: each is in the file (the OS
+page cache) when :meth:`JournalWriter.append_bytes` returns, so killing the process at any
+moment loses nothing, and the OS drops the lock of a dead process.
 
 Each time the lock is taken the writer re-checks that the lock file it locked is still the one
 at the path (someone may delete it: a lock on a deleted file excludes nobody) and that its open
