@@ -168,19 +168,23 @@ def overhead(root: Path, pairs: int, mode: list[str]) -> dict[str, float]:
     return {"cpu": ratio(got, 0) - 1, "wall": ratio(got, 1) - 1}
 
 
-def overhead_concurrent(root: Path, pairs: int) -> float:
-    """Single process, plugin on vs off run at the same time (:func:`run_pinned_pair`): the
-    median CPU ratio minus one."""
+def overhead_concurrent(root: Path, pairs: int, previous: str | None = None) -> float:
+    """Single process, plugin on vs off run at the same time (:func:`run_pinned_pair`), or
+    with ``previous`` this code vs that ``src/`` both recording: the median CPU ratio minus
+    one."""
     mode = ["-p", "no:xdist"]
     ratios = []
     for i in range(pairs):
-        shutil.rmtree(root / "jc", ignore_errors=True)
-        off, on = run_pinned_pair(
-            ([*mode, "-p", "no:resumable"], root, {}),
-            ([*mode, f"--resume-journal={root / 'jc' / 'journal.jsonl'}"], root, {}),
-            swap=bool(i % 2),
-        )
-        ratios.append(on / off)
+        for side in ("ja", "jb"):
+            shutil.rmtree(root / side, ignore_errors=True)
+        on = [*mode, f"--resume-journal={root / 'jb' / 'journal.jsonl'}"]
+        if previous is None:
+            base = ([*mode, "-p", "no:resumable"], root, {})
+        else:
+            base = ([*mode, f"--resume-journal={root / 'ja' / 'journal.jsonl'}"], root, {})
+            base[2]["PYTHONPATH"] = previous
+        first, second = run_pinned_pair(base, (on, root, {}), swap=bool(i % 2))
+        ratios.append(second / first)
     return statistics.median(ratios) - 1
 
 
@@ -325,6 +329,14 @@ def main() -> int:
                 r = previous_release(root / f"suite-{n}", args.pairs, mode, args.previous)
                 cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
             row("recording, this code vs the previous release, CPU (wall)", cells)
+            if args.concurrent:
+                cells = [
+                    f"{overhead_concurrent(root / f'suite-{n}', args.pairs, args.previous):+.1%}"
+                    if name == "single"
+                    else ""
+                    for n, name, _ in columns
+                ]
+                row("recording, this code vs the previous release, both at once (pinned)", cells)
         if "resume" in parts:
             for share in (float(x) for x in args.shares.split(",")):
                 got = [
