@@ -55,6 +55,15 @@ def env() -> dict[str, str]:
     return out
 
 
+def pytest_command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+
+
+def check_exit(args: list[str], returncode: int, stderr: str) -> None:
+    if returncode not in (0, 5):
+        raise SystemExit(f"pytest {' '.join(args)} failed ({returncode}): {stderr[-2000:]}")
+
+
 def run(
     args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
 ) -> tuple[float, float, int]:
@@ -62,7 +71,7 @@ def run(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        pytest_command(args),
         cwd=cwd,
         env={**env(), **(extra_env or {})},
         stdout=subprocess.DEVNULL,
@@ -71,10 +80,7 @@ def run(
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode not in (0, 5):
-        raise SystemExit(
-            f"pytest {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}"
-        )
+    check_exit(args, proc.returncode, proc.stderr)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return cpu, wall, after.ru_maxrss
 
@@ -96,7 +102,7 @@ def run_pinned_pair(
     for (args, cwd, extra), cpu in zip((a, b), cpus, strict=True):
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                pytest_command(args),
                 cwd=cwd,
                 env={**env(), **extra},
                 stdout=subprocess.DEVNULL,
@@ -105,12 +111,11 @@ def run_pinned_pair(
             )
         )
     cpu_times = []
-    for proc in procs:
+    for (args, _, _), proc in zip((a, b), procs, strict=True):
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.returncode not in (0, 5):
-            raise SystemExit(f"pytest {' '.join(proc.args)} failed ({proc.returncode}): {stderr}")
+        check_exit(args, proc.returncode, stderr)
         cpu_times.append(usage.ru_utime + usage.ru_stime)
     return cpu_times[0], cpu_times[1]
 
@@ -173,16 +178,16 @@ def overhead_concurrent(root: Path, pairs: int, previous: str | None = None) -> 
     with ``previous`` this code vs that ``src/`` both recording: the median CPU ratio minus
     one."""
     mode = ["-p", "no:xdist"]
+    on = [*mode, f"--resume-journal={root / 'jb' / 'journal.jsonl'}"]
+    if previous is None:
+        base = ([*mode, "-p", "no:resumable"], root, {})
+    else:
+        journal = f"--resume-journal={root / 'ja' / 'journal.jsonl'}"
+        base = ([*mode, journal], root, {"PYTHONPATH": previous})
     ratios = []
     for i in range(pairs):
         for side in ("ja", "jb"):
             shutil.rmtree(root / side, ignore_errors=True)
-        on = [*mode, f"--resume-journal={root / 'jb' / 'journal.jsonl'}"]
-        if previous is None:
-            base = ([*mode, "-p", "no:resumable"], root, {})
-        else:
-            base = ([*mode, f"--resume-journal={root / 'ja' / 'journal.jsonl'}"], root, {})
-            base[2]["PYTHONPATH"] = previous
         first, second = run_pinned_pair(base, (on, root, {}), swap=bool(i % 2))
         ratios.append(second / first)
     return statistics.median(ratios) - 1
@@ -314,15 +319,18 @@ def main() -> int:
                 r = overhead(root / f"suite-{n}", args.pairs, mode)
                 cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
             row("recording overhead, CPU (wall)", cells)
+
+        def pinned_cells(previous: str | None) -> list[str]:
+            # single-process columns only: a -n 2 side needs both CPUs for itself
+            return [
+                f"{overhead_concurrent(root / f'suite-{n}', args.pairs, previous):+.1%}"
+                if name == "single"
+                else ""
+                for n, name, _ in columns
+            ]
+
         if args.concurrent:
-            cells = []
-            for n, name, _ in columns:
-                if name == "single":
-                    got = overhead_concurrent(root / f"suite-{n}", args.pairs)
-                    cells.append(f"{got:+.1%}")
-                else:
-                    cells.append("")
-            row("recording overhead, CPU, both sides at once (pinned)", cells)
+            row("recording overhead, CPU, both sides at once (pinned)", pinned_cells(None))
         if args.previous:
             cells = []
             for n, _, mode in columns:
@@ -330,13 +338,10 @@ def main() -> int:
                 cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
             row("recording, this code vs the previous release, CPU (wall)", cells)
             if args.concurrent:
-                cells = [
-                    f"{overhead_concurrent(root / f'suite-{n}', args.pairs, args.previous):+.1%}"
-                    if name == "single"
-                    else ""
-                    for n, name, _ in columns
-                ]
-                row("recording, this code vs the previous release, both at once (pinned)", cells)
+                row(
+                    "recording, this code vs the previous release, both at once (pinned)",
+                    pinned_cells(args.previous),
+                )
         if "resume" in parts:
             for share in (float(x) for x in args.shares.split(",")):
                 got = [
