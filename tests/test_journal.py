@@ -266,10 +266,9 @@ def test_lease_is_released_when_appends_pause(tmp_path: Path) -> None:
 
 
 def test_appends_nonstop_seldom_wake_the_lease_thread(tmp_path: Path) -> None:
-    """Each wake-up of the lease thread takes the interpreter lock from the test loop (1.5-2.4 %
-    of the CPU of trivial tests when it woke every ``idle``). While appends go on it looks for
-    a pause once per ``max_hold`` and syncs once per ``fsync_interval``; the append path hands
-    the lease over itself."""
+    """Each wake-up of the lease thread takes the interpreter lock from the test loop. While
+    appends go on it looks for a pause once per ``max_hold`` and syncs once per
+    ``fsync_interval``; the append path hands the lease over itself."""
     writer = JournalWriter(tmp_path / "journal.jsonl", idle=0.05, max_hold=0.5)
     line = b'{"type":"start","run":"abcd1234","attempt":1,"test":"t"}\n'
     appends = 0

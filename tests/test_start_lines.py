@@ -69,6 +69,22 @@ def _records(journal: Path, kind: str) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, journal.read_bytes().splitlines()) if r.get("type") == kind]
 
 
+def _tests(journal: Path, kind: str) -> list[str]:
+    """The test ids of the journal's ``kind`` records, in order."""
+    return [r["test"] for r in _records(journal, kind)]
+
+
+def _six_tests(pytester: pytest.Pytester, module: str, name: str) -> None:
+    source = f"""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def {name}(i):
+            pass
+        """
+    pytester.makepyfile(**{module: source})
+
+
 @pytest.fixture
 def journal(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = pytester.path / "journal.jsonl"
@@ -90,8 +106,8 @@ def test_every_start_line_precedes_its_setup_and_each_test_has_one(
     pytester.makepyfile(test_mixed=MIXED)
     result = _run(pytester)
     result.assert_outcomes(passed=9, failed=1, skipped=1, xfailed=1)
-    starts = [r["test"] for r in _records(journal, "start")]
-    results = [r["test"] for r in _records(journal, "result")]
+    starts = _tests(journal, "start")
+    results = _tests(journal, "result")
     assert starts == results  # in order, each once: no start line of a test that never ran
     assert len(results) == 12
 
@@ -105,8 +121,8 @@ def test_a_stopping_session_writes_no_start_line_of_a_test_it_does_not_run(
     pytester.makepyfile(test_mixed=MIXED)
     result = _run(pytester, *option)
     assert result.ret == (2 if option == ["--sw"] else 1)  # --sw stops as "Interrupted"
-    starts = [r["test"] for r in _records(journal, "start")]
-    assert starts == [r["test"] for r in _records(journal, "result")]
+    starts = _tests(journal, "start")
+    assert starts == _tests(journal, "result")
     assert starts[-1] == "test_mixed.py::test_fails"
     resumed = _run(pytester, "--resume")
     assert "in flight" not in resumed.stdout.str()
@@ -119,15 +135,7 @@ def test_a_plugin_that_stops_after_a_passing_test_leaves_no_start_line_behind(
 ) -> None:
     """A "time budget" hook that stops the session, also from the teardown report after the
     recorder has seen it (announced: a start line of test 3, in flight on resume)."""
-    pytester.makepyfile(
-        test_stop="""
-        import pytest
-
-        @pytest.mark.parametrize("i", range(6))
-        def test_s(i):
-            pass
-        """
-    )
+    _six_tests(pytester, "test_stop", "test_s")
     pytester.makepyfile(
         stopper="""
         SESSION = None
@@ -143,9 +151,9 @@ def test_a_plugin_that_stops_after_a_passing_test_leaves_no_start_line_behind(
     )
     result = _run(pytester, "-p", "stopper")
     result.stdout.fnmatch_lines(["*Interrupted: enough*"])
-    starts = [r["test"] for r in _records(journal, "start")]
+    starts = _tests(journal, "start")
     assert starts == [f"test_stop.py::test_s[{i}]" for i in range(3)]
-    assert starts == [r["test"] for r in _records(journal, "result")]
+    assert starts == _tests(journal, "result")
     resumed = _run(pytester, "--resume")
     assert "in flight" not in resumed.stdout.str()
     resumed.assert_outcomes(passed=6)
@@ -156,15 +164,7 @@ def test_a_loop_out_of_order_still_writes_each_start_before_its_test(
 ) -> None:
     """A plugin runs the tests in another order than ``session.items``: each start line is
     written at the test's own start."""
-    pytester.makepyfile(
-        test_order="""
-        import pytest
-
-        @pytest.mark.parametrize("i", range(6))
-        def test_o(i):
-            pass
-        """
-    )
+    _six_tests(pytester, "test_order", "test_o")
     pytester.makepyfile(
         reverser="""
         import pytest
@@ -180,10 +180,10 @@ def test_a_loop_out_of_order_still_writes_each_start_before_its_test(
     )
     result = _run(pytester, "-p", "reverser")
     result.assert_outcomes(passed=6)
-    starts = [r["test"] for r in _records(journal, "start")]
+    starts = _tests(journal, "start")
     expected = [f"test_order.py::test_o[{i}]" for i in reversed(range(6))]
     assert starts == expected
-    assert [r["test"] for r in _records(journal, "result")] == expected
+    assert _tests(journal, "result") == expected
 
 
 def test_a_rerun_starts_again_and_the_next_test_is_announced_after_the_final_pass(
@@ -210,7 +210,7 @@ def test_a_rerun_starts_again_and_the_next_test_is_announced_after_the_final_pas
     result = _run(pytester, "--reruns=1")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*3 passed, 1 rerun*"])
-    starts = [r["test"] for r in _records(journal, "start")]
+    starts = _tests(journal, "start")
     # pytest-rerunfailures calls pytest_runtest_logstart again for the rerun
     names = ("test_a", "test_flaky", "test_flaky", "test_b")
     assert starts == [f"test_flaky.py::{n}" for n in names]
@@ -277,7 +277,7 @@ def test_killed_in_a_tests_second_run_inside_the_protocol_no_other_test_is_in_fl
         proc.wait(timeout=60)
     (pytester.path / "go").touch()
     journal = pytester.path / "journal.jsonl"
-    assert [r["test"] for r in _records(journal, "start")][-1] == "test_r.py::test_a"
+    assert _tests(journal, "start")[-1] == "test_r.py::test_a"
     resumed = pytester.runpytest_subprocess(*args, "--resume")
     # test_a's first run gave its result: nothing was in flight, test_b never began
     assert "in flight" not in resumed.stdout.str()
