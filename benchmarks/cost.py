@@ -13,7 +13,9 @@ noise hits both sides alike:
   journal, on a 10-test suite, single and ``-n 2``; peak RSS of the controller.
 
 With ``--concurrent``, the single-process recording overhead also from pairs whose two sides
-run at the same time, each pinned to a CPU of its own (:func:`run_pinned_pair`).
+run at the same time, each pinned to a CPU of its own (:func:`run_pinned_pair`), and the same
+way the floor: a 10-line plugin that only makes the two ``O_APPEND`` writes a test the journal
+needs (a start line, a result line of the real size), vs off, and recording vs that floor.
 
 Usage: ``python benchmarks/cost.py [--tests 10000,100000] [--pairs 5]
 [--only overhead,resume,startup] [--shares 0.5,0.98] [--modes single,-n 2] [--concurrent]``;
@@ -46,6 +48,21 @@ def pytest_collection_modifyitems(config, items):
     chosen = [i for i in items if i.nodeid in keep]
     config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in keep])
     items[:] = chosen
+"""
+
+#: the floor of recording (SPEC §5: one ``write`` of a whole line per record, a start record
+#: before the test body and the result before the next report): the two writes a passing test
+#: costs and nothing else; ``{start!r}`` and ``{result!r}`` are lines of the real layout and size
+FLOOR_PLUGIN = """
+import os
+_START = {start!r}
+_RESULT = {result!r}
+_fd = os.open(os.environ["BENCH_FLOOR"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def pytest_runtest_logstart(nodeid):
+    os.write(_fd, _START)
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        os.write(_fd, _RESULT)
 """
 
 
@@ -85,9 +102,11 @@ def run(
     return cpu, wall, after.ru_maxrss
 
 
-def run_pinned_pair(
-    a: tuple[list[str], Path, dict[str, str]], b: tuple[list[str], Path, dict[str, str]], swap: bool
-) -> tuple[float, float]:
+#: one side of a pinned pair: pytest's arguments, its directory, extra environment
+Side = tuple[list[str], Path, dict[str, str]]
+
+
+def run_pinned_pair(a: Side, b: Side, swap: bool) -> tuple[float, float]:
     """CPU (user + sys) of two single-process pytest runs made at the same time, each pinned
     to a CPU of its own (CPUs 0 and 1, swapped when ``swap``). Running both sides at once
     exposes them to the same state of a shared machine: on this project's 2-CPU VM two runs
@@ -129,7 +148,16 @@ def make_suite(root: Path, tests: int) -> list[str]:
     )
     (root / "test_trivial.py").write_text(body)
     (root / "bench_ideal.py").write_text(IDEAL_PLUGIN)
-    return [f"test_trivial.py::test_t[{i}]" for i in range(tests)]
+    ids = [f"test_trivial.py::test_t[{i}]" for i in range(tests)]
+    digest = hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
+    prefix = start_prefix("0123abcd", 1)  # a run id of the real length
+    last = ids[-1]
+    floor = FLOOR_PLUGIN.format(
+        start=start_line(prefix, last),
+        result=passed_line("0123abcd", 1, last, 0.000123, 4, digest),
+    )
+    (root / "bench_floor.py").write_text(floor)
+    return ids
 
 
 def partial_journal(root: Path, ids: list[str], done: int) -> bytes:
@@ -173,24 +201,34 @@ def overhead(root: Path, pairs: int, mode: list[str]) -> dict[str, float]:
     return {"cpu": ratio(got, 0) - 1, "wall": ratio(got, 1) - 1}
 
 
-def overhead_concurrent(root: Path, pairs: int, previous: str | None = None) -> float:
-    """Single process, plugin on vs off run at the same time (:func:`run_pinned_pair`), or
-    with ``previous`` this code vs that ``src/`` both recording: the median CPU ratio minus
-    one."""
-    mode = ["-p", "no:xdist"]
-    on = [*mode, f"--resume-journal={root / 'jb' / 'journal.jsonl'}"]
-    if previous is None:
-        base = ([*mode, "-p", "no:resumable"], root, {})
-    else:
-        journal = f"--resume-journal={root / 'ja' / 'journal.jsonl'}"
-        base = ([*mode, journal], root, {"PYTHONPATH": previous})
+def concurrent_ratio(root: Path, pairs: int, first: Side, second: Side) -> float:
+    """The median CPU ratio minus one of ``second`` over ``first``, each pair run at the same
+    time (:func:`run_pinned_pair`); every journal of the pair's sides starts empty."""
     ratios = []
     for i in range(pairs):
-        for side in ("ja", "jb"):
+        for side in ("ja", "jb", "jf"):
             shutil.rmtree(root / side, ignore_errors=True)
-        first, second = run_pinned_pair(base, (on, root, {}), swap=bool(i % 2))
-        ratios.append(second / first)
+        (root / "jf").mkdir()
+        a, b = run_pinned_pair(first, second, swap=bool(i % 2))
+        ratios.append(b / a)
     return statistics.median(ratios) - 1
+
+
+def sides(root: Path, previous: str | None = None) -> dict[str, Side]:
+    """Single-process sides of a pinned pair: ``off``, ``floor`` (:data:`FLOOR_PLUGIN`),
+    ``on`` (recording) and, with ``previous``, ``previous`` (that ``src/`` recording)."""
+    mode = ["-p", "no:xdist"]
+    off = [*mode, "-p", "no:resumable"]
+    floor_env = {"BENCH_FLOOR": str(root / "jf" / "journal.jsonl"), "PYTHONPATH": str(root)}
+    out: dict[str, Side] = {
+        "off": (off, root, {}),
+        "floor": ([*off, "-p", "bench_floor"], root, floor_env),
+        "on": ([*mode, f"--resume-journal={root / 'jb' / 'journal.jsonl'}"], root, {}),
+    }
+    if previous is not None:
+        journal = f"--resume-journal={root / 'ja' / 'journal.jsonl'}"
+        out["previous"] = ([*mode, journal], root, {"PYTHONPATH": previous})
+    return out
 
 
 def previous_release(root: Path, pairs: int, mode: list[str], src: str) -> dict[str, float]:
@@ -294,8 +332,9 @@ def main() -> int:
     parser.add_argument(
         "--concurrent",
         action="store_true",
-        help="also the single-process recording overhead from pairs run at the same time, "
-        "each side pinned to a CPU of its own (less noise on a shared machine)",
+        help="also the single-process recording overhead, the floor (two writes a test, "
+        "nothing else) and recording vs that floor, from pairs run at the same time, each "
+        "side pinned to a CPU of its own (less noise on a shared machine)",
     )
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -320,17 +359,27 @@ def main() -> int:
                 cells.append(f"{r['cpu']:+.1%} ({r['wall']:+.1%})")
             row("recording overhead, CPU (wall)", cells)
 
-        def pinned_cells(previous: str | None) -> list[str]:
+        def pinned_cells(first: str, second: str) -> list[str]:
             # single-process columns only: a -n 2 side needs both CPUs for itself
-            return [
-                f"{overhead_concurrent(root / f'suite-{n}', args.pairs, previous):+.1%}"
-                if name == "single"
-                else ""
-                for n, name, _ in columns
-            ]
+            cells = []
+            for n, name, _ in columns:
+                if name != "single":
+                    cells.append("")
+                    continue
+                suite = root / f"suite-{n}"
+                both = sides(suite, args.previous)
+                got = concurrent_ratio(suite, args.pairs, both[first], both[second])
+                cells.append(f"{got:+.1%}")
+            return cells
 
         if args.concurrent:
-            row("recording overhead, CPU, both sides at once (pinned)", pinned_cells(None))
+            row("recording overhead, CPU, both sides at once (pinned)", pinned_cells("off", "on"))
+            row(
+                "the floor (two O_APPEND writes a test, nothing else) vs off, both at once "
+                "(pinned)",
+                pinned_cells("off", "floor"),
+            )
+            row("recording vs the floor, both at once (pinned)", pinned_cells("floor", "on"))
         if args.previous:
             cells = []
             for n, _, mode in columns:
@@ -340,7 +389,7 @@ def main() -> int:
             if args.concurrent:
                 row(
                     "recording, this code vs the previous release, both at once (pinned)",
-                    pinned_cells(args.previous),
+                    pinned_cells("previous", "on"),
                 )
         if "resume" in parts:
             for share in (float(x) for x in args.shares.split(",")):

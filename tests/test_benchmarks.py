@@ -3,7 +3,9 @@ runs, so check them on a fast version of the same suite."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,12 +15,13 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import compare  # noqa: E402
+import cost  # noqa: E402
+from pytest_resumable.journal import codec  # noqa: E402
+from pytest_resumable.journal.records import ResultRecord, StartRecord  # noqa: E402
 
 
 def run_script(name: str, *args: str) -> str:
     """Run ``benchmarks/<name>`` with ``args``; its output, once it has exited 0."""
-    import subprocess
-
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / name), *args],
         capture_output=True,
@@ -63,6 +66,8 @@ def test_cost_table_runs_every_row_on_a_tiny_suite() -> None:
         "| measure",
         "| recording overhead, CPU (wall)",
         "| recording overhead, CPU, both sides at once (pinned)",
+        "| the floor (two O_APPEND writes a test, nothing else) vs off, both at once (pinned)",
+        "| recording vs the floor, both at once (pinned)",
         "| resume at 50% done vs ideal, CPU (wall)",
         "| CPU per carried test at 50%",
         "| resume at 98% done vs ideal, CPU (wall)",
@@ -111,3 +116,34 @@ def test_instruction_counts_see_the_plugin_record() -> None:
     assert 0 < low <= float(still_overhead.strip(" %")) <= high, row
     for cell in (per_test, overhead, still_per_test, still_overhead):
         assert cell.startswith("+"), row
+
+
+def test_floor_plugin_writes_what_recording_writes(tmp_path: Path) -> None:
+    # the floor row is only a floor if its plugin makes the same writes as recording: one start
+    # line before each test and one result line after it, of the real layout and size
+    ids = cost.make_suite(tmp_path, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    floor = tmp_path / "floor.jsonl"
+    journal = tmp_path / "j" / "journal.jsonl"
+    for args, extra in (
+        (["-p", "no:resumable", "-p", "bench_floor"], {"BENCH_FLOOR": str(floor)}),
+        ([f"--resume-journal={journal}"], {}),
+    ):
+        done = subprocess.run(
+            cost.pytest_command(["-p", "no:xdist", *args]),
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(tmp_path), **extra},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    written = floor.read_bytes().splitlines(keepends=True)
+    kinds = [type(codec.decode(line)) for line in written]
+    assert kinds == [StartRecord, ResultRecord] * len(ids)
+    recorded = [
+        line
+        for line in journal.read_bytes().splitlines(keepends=True)
+        if f'"test":"{ids[-1]}"'.encode() in line
+    ]
+    assert [type(codec.decode(line)) for line in recorded] == [StartRecord, ResultRecord]
+    assert [len(line) for line in recorded] == [len(line) for line in written[-2:]]
