@@ -158,6 +158,100 @@ def test_a_test_that_kills_its_process_is_proven_crashed_in_a_child(
     assert retry.ret == 0
 
 
+# a test that kills its process the first time it runs, then does what ``body`` says
+_KILLED_ONCE = """
+import os, signal, time
+def test_a():
+    pass
+def test_suspect():
+    if not os.path.exists("killed"):
+        open("killed", "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+{body}
+def test_z():
+    pass
+"""
+
+
+def test_a_suspect_reruns_in_its_child_as_it_would_have_in_process(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """pytest-rerunfailures owns the protocol: in the child it reruns a flaky suspect as it
+    would have in-process (the child ran the bare protocol once: green turned red)."""
+    body = """
+    if not os.path.exists("failed_once"):
+        open("failed_once", "w").close()
+        assert False
+"""
+    pytester.makepyfile(test_flaky=_KILLED_ONCE.format(body=body))
+    args = ["--resume", "-p", "no:xdist", "--reruns=1", "-rA"]
+    assert pytester.runpytest_subprocess(*args).ret == -signal.SIGKILL
+    resumed = pytester.runpytest_subprocess(*args)
+    assert resumed.ret == 0
+    resumed.stdout.fnmatch_lines(
+        [
+            "*1 was in flight: test_flaky.py::test_suspect (1 first run in a child process)*",
+            "*3 passed (1 carried), 1 rerun in*",
+            "resumable: run * complete after 2 attempts (3 passed)",
+        ]
+    )
+    outcomes = {r["test"]: r["outcome"] for r in suite.records("result")}
+    assert outcomes["test_flaky.py::test_suspect"] == "passed"
+
+
+def test_a_suspect_times_out_in_its_child_signal_method(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """pytest-timeout's signal method: the timeout fails the suspect in its child, as it would
+    have in-process (the parent's alarm went off in its wait: INTERNALERROR)."""
+    pytester.makepyfile(test_slow=_KILLED_ONCE.format(body="    time.sleep(60)"))
+    args = ["--resume", "-p", "no:xdist", "--timeout=1", "--timeout-method=signal"]
+    assert pytester.runpytest_subprocess(*args).ret == -signal.SIGKILL
+    resumed = pytester.runpytest_subprocess(*args)
+    assert resumed.ret == 1
+    resumed.stdout.fnmatch_lines(
+        [
+            "FAILED test_slow.py::test_suspect - Failed: Timeout*",
+            "resumable: run * complete after 2 attempts (2 passed, 1 failed)",
+        ]
+    )
+    resumed.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_a_suspect_timed_out_by_the_thread_method_is_crashed_not_a_loop(
+    suite: Suite, pytester: pytest.Pytester
+) -> None:
+    """pytest-timeout's thread method ends the process at the timeout: in-process that kills
+    the attempt; in the child it proves the test ``crashed``, and the run goes on. (The
+    parent's own timer killed the parent while the child ran: every attempt named the test in
+    flight again, for ever.)"""
+    pytester.makepyfile(
+        test_hang="""
+        import time
+        def test_a():
+            pass
+        def test_hang():
+            time.sleep(60)
+        def test_z():
+            pass
+    """
+    )
+    args = ["--resume", "-p", "no:xdist", "--timeout=1", "--timeout-method=thread"]
+    first = pytester.runpytest_subprocess(*args)
+    assert first.ret == 1  # pytest-timeout's os._exit(1)
+    first.stdout.no_fnmatch_line("resumable: run * complete*")
+    resumed = pytester.runpytest_subprocess(*args)
+    assert resumed.ret == 1
+    resumed.stdout.fnmatch_lines(
+        [
+            "*1 was in flight: test_hang.py::test_hang (1 first run in a child process)*",
+            "crashed: the test killed its process (exit code 1)",
+            "FAILED test_hang.py::test_hang - crashed*",
+            "resumable: run * complete after 2 attempts (2 passed, 1 crashed)",
+        ]
+    )
+
+
 def test_external_kills_never_blame_the_test_in_flight(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
