@@ -143,6 +143,31 @@ def test_failing_subtest_is_failed_and_stays_red_when_resumed(
 
 
 @pytest.mark.parametrize(("source", "nodeid"), SUBTEST_KINDS)
+def test_a_suspect_with_a_failing_subtest_is_reported_as_uninterrupted(
+    suite: Suite, pytester: pytest.Pytester, source: str, nodeid: str
+) -> None:
+    """Killed while the test with subtests runs, it runs next in a child: its reports, and
+    the test failed for its subtest, as an uninterrupted run shows them (pytest 9 fails the
+    test in ``pytest_report_teststatus``, from a count the child kept)."""
+    pytester.makepyfile(test_sub=source, test_zlater=AFTER_SUBTESTS)
+    first = interrupt(suite, ["-p", "no:xdist"], block_at=nodeid, sig=signal.SIGKILL)
+    assert first.returncode == -signal.SIGKILL
+    resumed = pytester.runpytest_subprocess("--resume", "-p", "no:xdist", "-rA")
+    resumed.stdout.fnmatch_lines(["*1 was in flight: * (1 first run in a child process)*"])
+    uninterrupted = pytester.runpytest_subprocess("-p", "no:xdist", "--resume-new", "-rA")
+
+    def about_the_test(result: pytest.RunResult) -> list[str]:
+        lines = result.stdout.lines
+        summary = lines.index(next(line for line in lines if "short test summary" in line))
+        counts = next(line for line in lines[summary:] if line.startswith("====="))
+        return [line for line in lines[summary:] if nodeid in line] + [counts.split(" in ")[0]]
+
+    assert about_the_test(resumed) == about_the_test(uninterrupted)
+    assert resumed.ret == uninterrupted.ret == 1
+    assert latest_results(suite)[nodeid]["outcome"] == "failed"
+
+
+@pytest.mark.parametrize(("source", "nodeid"), SUBTEST_KINDS)
 def test_failing_subtest_is_failed_under_xdist(
     suite: Suite, pytester: pytest.Pytester, source: str, nodeid: str
 ) -> None:

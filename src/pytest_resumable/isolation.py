@@ -12,7 +12,9 @@ nobody, and the test never runs in the parent, so resuming cannot loop on it.
 The child runs the test through pytest's ``pytest_runtest_protocol`` hook, as the parent would
 have: plugins that own the protocol (pytest-rerunfailures' reruns, pytest-timeout's timer) act
 there as in an uninterrupted run. Its log hooks (``logstart``, ``logreport``, ``logfinish``)
-are kept for the parent instead of called (:class:`_KeepReports`). The parent only waits, so
+are kept for the parent instead of called (:class:`_KeepReports`), after the one hook the
+terminal would have called for each in this process (``pytest_report_teststatus``, where
+pytest 9 fails a test whose subtests failed). The parent only waits, so
 its own pytest-timeout timer, set around this protocol, is cancelled first: at the timeout it
 would kill the parent (the thread method: the next attempt ran the test in a child again, for
 ever) or raise inside the wait (the signal method: INTERNALERROR). The child's timer acts as
@@ -67,6 +69,10 @@ def run_in_child(
             try:
                 _die_with(parent)
                 reports = _protocol_reports(item, nextitem)
+                for report in reports:
+                    # what logging them would have done here: pytest 9 fails a test whose
+                    # subtests failed in this hook, from a count only this process has
+                    config.hook.pytest_report_teststatus(report=report, config=config)
                 data = [
                     config.hook.pytest_report_to_serializable(config=config, report=r)
                     for r in reports
