@@ -173,6 +173,17 @@ def test_z():
 """
 
 
+def _killed_then_resumed(
+    pytester: pytest.Pytester, module: str, body: str, *options: str
+) -> pytest.RunResult:
+    """``_KILLED_ONCE`` with ``body`` as ``module``: the first attempt dies in
+    ``test_suspect``; the result of the next, which runs it in a child."""
+    pytester.makepyfile(**{module: _KILLED_ONCE.format(body=body)})
+    args = ["--resume", "-p", "no:xdist", *options]
+    assert pytester.runpytest_subprocess(*args).ret == -signal.SIGKILL
+    return pytester.runpytest_subprocess(*args)
+
+
 def test_a_suspect_reruns_in_its_child_as_it_would_have_in_process(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:
@@ -183,10 +194,7 @@ def test_a_suspect_reruns_in_its_child_as_it_would_have_in_process(
         open("failed_once", "w").close()
         assert False
 """
-    pytester.makepyfile(test_flaky=_KILLED_ONCE.format(body=body))
-    args = ["--resume", "-p", "no:xdist", "--reruns=1", "-rA"]
-    assert pytester.runpytest_subprocess(*args).ret == -signal.SIGKILL
-    resumed = pytester.runpytest_subprocess(*args)
+    resumed = _killed_then_resumed(pytester, "test_flaky", body, "--reruns=1", "-rA")
     assert resumed.ret == 0
     resumed.stdout.fnmatch_lines(
         [
@@ -204,10 +212,9 @@ def test_a_suspect_times_out_in_its_child_signal_method(
 ) -> None:
     """pytest-timeout's signal method: the timeout fails the suspect in its child, as it would
     have in-process (the parent's alarm went off in its wait: INTERNALERROR)."""
-    pytester.makepyfile(test_slow=_KILLED_ONCE.format(body="    time.sleep(60)"))
-    args = ["--resume", "-p", "no:xdist", "--timeout=1", "--timeout-method=signal"]
-    assert pytester.runpytest_subprocess(*args).ret == -signal.SIGKILL
-    resumed = pytester.runpytest_subprocess(*args)
+    resumed = _killed_then_resumed(
+        pytester, "test_slow", "    time.sleep(60)", "--timeout=1", "--timeout-method=signal"
+    )
     assert resumed.ret == 1
     resumed.stdout.fnmatch_lines(
         [
