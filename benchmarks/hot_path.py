@@ -35,9 +35,9 @@ R = recorder.Recorder
 start_hook, report_hook = R.pytest_runtest_logstart, R.pytest_runtest_logreport
 
 
-def logstart(self, nodeid):
+def logstart(self, nodeid, location):
     t = clock()
-    start_hook(self, nodeid)
+    start_hook(self, nodeid, location)
     acc["start"] += clock() - t
     acc["tests"] += 1
 

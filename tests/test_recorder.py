@@ -74,8 +74,45 @@ def test_the_recorder_keeps_its_state_in_slots(tmp_path: Any) -> None:
     dir(recorder)
     assert not hasattr(recorder, "__dict__")
     assert not hasattr(hashes, "__dict__")
-    recorder.pytest_runtest_logstart("t.py::test_a")  # no writer: nothing to do, no error
+    recorder.pytest_runtest_logstart("t.py::test_a", ("t.py", 4, "test_a"))  # no writer: no-op
     for report in _reports():
         recorder.pytest_runtest_logreport(report)
     assert recorder.outcomes == {"t.py::test_a": "passed"}
     assert recorder.written == 0
+
+
+def _recording(tmp_path: Any) -> tuple[Recorder, list[bytes]]:
+    config = SimpleNamespace(option=SimpleNamespace())
+    plan = SimpleNamespace(run_id="0123abcd", attempt=1)
+    lines: list[bytes] = []
+    writer = SimpleNamespace(append_bytes=lines.append)
+    return Recorder(config, plan, writer, FileHashes(tmp_path), print), lines  # type: ignore[arg-type]
+
+
+def test_the_reports_of_the_test_just_started_are_known_by_their_location(tmp_path: Any) -> None:
+    """A report carrying the very ``location`` tuple the test's start was given is that test's
+    (``Item.location`` is cached); one with an equal but other tuple, as a worker's or a
+    child's deserialized report has, is read the general way. Both give the same line."""
+    recorder, lines = _recording(tmp_path)
+    started = _reports()
+    recorder.pytest_runtest_logstart("t.py::test_a", started[0].location)
+    for report in started:
+        recorder.pytest_runtest_logreport(report)
+    fast = lines[-1]
+    recorder, lines = _recording(tmp_path)
+    equal = (*(started[0].location or ()),)
+    assert equal == started[0].location
+    assert equal is not started[0].location
+    recorder.pytest_runtest_logstart("t.py::test_a", equal)
+    for report in _reports():
+        recorder.pytest_runtest_logreport(report)
+    assert lines[-1] == fast
+    assert b'"test":"t.py::test_a","outcome":"passed","duration":0.750000,"line":4' in fast
+    # another test's reports while test_a is the last started: recorded as theirs
+    others = _reports()
+    for report in others:
+        report.nodeid = "t.py::test_b"
+        report.location = ("t.py", 9, "test_b")
+        recorder.pytest_runtest_logreport(report)
+    assert recorder.outcomes == {"t.py::test_a": "passed", "t.py::test_b": "passed"}
+    assert b'"test":"t.py::test_b"' in lines[-1]

@@ -380,7 +380,7 @@ class ControllerPlugin:
                     report.node = kwargs.get("node")  # as xdist sets it when it handles one
                 recorder.pytest_runtest_logreport(report)
             elif callname == "logstart" and isinstance(kwargs.get("nodeid"), str):
-                recorder.pytest_runtest_logstart(kwargs["nodeid"])
+                recorder.pytest_runtest_logstart(kwargs["nodeid"], kwargs.get("location"))
 
     def _replay(self, session: pytest.Session) -> None:
         if not self.carried_selected:

@@ -25,6 +25,8 @@ from pytest_resumable.results import (
 )
 
 _enc = codec.encode_str
+_TestReport = pytest.TestReport
+_NO_LOCATION = object()  # is no report's location
 
 
 class FileHashes:
@@ -86,6 +88,7 @@ class Recorder:
         "_start_prefix",
         "_test_id",
         "_test_json",
+        "_test_loc",
         "attempt",
         "broken",
         "config",
@@ -141,10 +144,14 @@ class Recorder:
         self._result_prefix = codec.result_prefix(self.run, self.attempt)
         self._test_id = ""
         self._test_json = '""'
+        #: the ``location`` tuple of the test this process started last: its reports carry
+        #: the very same tuple (``Item.location`` is cached), so an identity check tells them
+        #: apart without ``report.nodeid`` (a property, ~1.6 k instructions on pytest 9.2)
+        self._test_loc: object = _NO_LOCATION
         #: set while the controller replays reports it does not want recorded
         self.paused = False
 
-    def pytest_runtest_logstart(self, nodeid: str) -> None:
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         """Called before each test runs (by xdist on the controller for worker tests)."""
         writer = self.writer
         if writer is not None and not self.paused:
@@ -152,6 +159,7 @@ class Recorder:
             # next line; under xdist, when the same worker's test ends without another start)
             test_json = self._test_json = _enc(nodeid)
             self._test_id = nodeid
+            self._test_loc = location if location is not None else _NO_LOCATION
             try:
                 writer.append_bytes(codec.start_line_encoded(self._start_prefix, test_json))
             except JournalError as exc:
@@ -161,12 +169,23 @@ class Recorder:
         """Called for each report of a test; the last one completes its result."""
         if self.paused:
             return
-        nodeid = report.nodeid
-        when = report.when
+        if type(report) is _TestReport and (d := report.__dict__).get("location") is (
+            self._test_loc
+        ):
+            # a report this process made for the test it started last (never one from a
+            # worker or a child: theirs are deserialized); read from its ``__dict__``, where
+            # ``TestReport`` keeps these, each ``report.x`` being a slow read
+            nodeid = self._test_id
+            when = d["when"]
+            outcome = d["outcome"]
+        else:
+            nodeid = report.nodeid
+            when = report.when
+            outcome = report.outcome
         pending = self._pending
         # --dist each: two workers run the same test at once; their reports must not mix
         key: Any = (nodeid, getattr(report, "node", None)) if self.each else nodeid
-        if report.outcome == RERUN:
+        if outcome == RERUN:
             # pytest-rerunfailures: only the final attempt's reports make the result. Depending
             # on the pytest and rerunfailures versions, a rerun attempt's teardown still
             # arrives (as "passed") before the next attempt's setup, or does not arrive at all.
@@ -226,8 +245,8 @@ class Recorder:
                 report.longreprtext or None,
             )
             crashed.append(report)
-            reports = serialize_reports(self.config, crashed)
-            self._record(ResultRecord(**{**result.__dict__, "reports": reports}))
+            serialized = serialize_reports(self.config, crashed)
+            self._record(ResultRecord(**{**result.__dict__, "reports": serialized}))
 
     def crashed(self, nodeid: str, how: str) -> ResultRecord:
         """Record that ``nodeid`` killed the child process it ran in (single process)."""
