@@ -225,6 +225,55 @@ def test_a_suspect_times_out_in_its_child_signal_method(
     resumed.stdout.no_fnmatch_line("*INTERNALERROR*")
 
 
+def _warnings_summary(result: pytest.RunResult) -> list[str]:
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "warnings summary" in line)
+    end = next(i for i, line in enumerate(lines) if line.startswith("-- Docs:"))
+    return lines[start:end]
+
+
+@pytest.mark.parametrize(
+    ("body", "options"),
+    [
+        (
+            """
+    import warnings
+    class OwnWarning(UserWarning):  # a class the parent cannot import
+        pass
+    warnings.warn("said in the child", OwnWarning)
+    warnings.warn("twice", DeprecationWarning)""",
+            (),
+        ),
+        (
+            """
+    import warnings
+    warnings.warn("said in the child", DeprecationWarning)""",
+            ("-W", "error::DeprecationWarning"),
+        ),
+    ],
+    ids=["warned", "warning-is-error"],
+)
+def test_a_suspect_s_warnings_are_reported_as_uninterrupted(
+    suite: Suite, pytester: pytest.Pytester, body: str, options: tuple[str, ...]
+) -> None:
+    """What a suspect warns in its child is in the resumed warnings summary and counted in
+    its last line, as uninterrupted (the child's warnings plugin kept them to itself); a
+    warning the child's filters made an error failed the test there, once."""
+    resumed = _killed_then_resumed(pytester, "test_warns", body, *options)
+    uninterrupted = pytester.runpytest_subprocess("-p", "no:xdist", "-p", "no:resumable", *options)
+    assert resumed.ret == uninterrupted.ret
+    resumed.stdout.no_fnmatch_line("*INTERNALERROR*")
+    if options:
+        assert resumed.ret == 1
+        resumed.stdout.fnmatch_lines(["*1 failed, 2 passed (1 carried) in*"])
+        uninterrupted.stdout.fnmatch_lines(["*1 failed, 2 passed in*"])
+        return
+    assert _warnings_summary(resumed) == _warnings_summary(uninterrupted)
+    assert "OwnWarning: said in the child" in "\n".join(_warnings_summary(resumed))
+    resumed.stdout.fnmatch_lines(["*3 passed (1 carried), 2 warnings in*"])
+    uninterrupted.stdout.fnmatch_lines(["*3 passed, 2 warnings in*"])
+
+
 def test_a_suspect_timed_out_by_the_thread_method_is_crashed_not_a_loop(
     suite: Suite, pytester: pytest.Pytester
 ) -> None:

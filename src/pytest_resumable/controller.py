@@ -743,14 +743,14 @@ class SuspectIsolation:
     ) -> bool | None:
         if item.nodeid not in self.suspects:
             return None
-        from pytest_resumable.isolation import run_in_child
+        from pytest_resumable.isolation import record_warnings, run_in_child
         from pytest_resumable.results import skip_protocol
 
         self.suspects.discard(item.nodeid)
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         writer = self.controller.writer
-        reports, died = run_in_child(
+        reports, warned, died = run_in_child(
             item, nextitem, writer.without_thread if writer is not None else None
         )
         recorded = False
@@ -769,6 +769,7 @@ class SuspectIsolation:
             self.controller._pause(False)
         skip_protocol(item, nextitem)  # the teardown pytest would have done after it here
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        record_warnings(item, warned)  # where pytest's warnings plugin would have: after it
         return True
 
 
