@@ -104,8 +104,12 @@ def _warning_to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
     """In the child: one ``pytest_warning_recorded`` call, as JSON."""
     message = kwargs["warning_message"]
     category = message.category
+    try:
+        text = str(message.message)
+    except Exception:  # a warning that cannot say itself must not cost the test its result
+        text = f"<{getattr(category, '__name__', 'Warning')} that cannot be shown>"
     return {
-        "message": str(message.message),
+        "message": text,
         "category": [getattr(category, "__module__", ""), getattr(category, "__qualname__", "")],
         "filename": str(message.filename),
         "lineno": message.lineno,
